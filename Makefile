@@ -1,0 +1,36 @@
+# Every target installs what it needs: uv (through pip, if missing) and the locked dependencies.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+RUN := $(UV) run --frozen
+
+.PHONY: help install run test lint fmt typecheck check
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet --break-system-packages --user uv
+
+install: $(UV) ## Install the locked dependencies into .venv (uv sync --frozen)
+	$(UV) sync --frozen --quiet
+
+run: install ## Serve on http://127.0.0.1:8000 (memory cache + SQLite unless REDIS_URL / DATABASE_URL are set)
+	$(RUN) python -m app
+
+test: install ## Run the whole test suite against real servers
+	$(RUN) pytest $(PYTEST_ARGS)
+
+lint: install ## ruff check and ruff format --check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+fmt: install ## Format and auto-fix with ruff
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+typecheck: install ## pyright: strict on app/, basic on tests/
+	$(RUN) pyright
+
+check: lint typecheck test ## Everything CI runs

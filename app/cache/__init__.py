@@ -1,0 +1,24 @@
+"""A typed, async cache library on Redis or memory. It knows nothing about the application using it."""
+
+from app.cache.backend import CacheBackend, CacheBackendError, Entry
+from app.cache.breaker import BreakerState, CircuitBreakerBackend
+from app.cache.manager import CacheHealth, CacheManager, CacheSpec
+from app.cache.memory import MemoryBackend
+from app.cache.redis import RedisBackend
+from app.cache.stats import CacheStats
+from app.cache.typed import Cache
+
+__all__ = (
+    "BreakerState",
+    "Cache",
+    "CacheBackend",
+    "CacheBackendError",
+    "CacheHealth",
+    "CacheManager",
+    "CacheSpec",
+    "CacheStats",
+    "CircuitBreakerBackend",
+    "Entry",
+    "MemoryBackend",
+    "RedisBackend",
+)

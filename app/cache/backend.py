@@ -1,0 +1,80 @@
+"""The byte-level interface every cache backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ("VERSION_WIDTH", "CacheBackend", "CacheBackendError", "Entry", "stored_version")
+
+VERSION_WIDTH = 16
+"""Versioned values start with the version as this many lowercase hex digits."""
+
+
+class CacheBackendError(Exception):
+    """A backend could not serve a call (connection refused, timeout, circuit open, ...)."""
+
+
+class Entry(NamedTuple):
+    """One item of a `set_many` call."""
+
+    key: str
+    value: bytes
+    ttl_ms: int
+    """Time to live in milliseconds; must be positive."""
+
+
+class CacheBackend(ABC):
+    """Bytes in, bytes out. Single-key operations are the batch operations with one key.
+
+    Implementations raise `CacheBackendError` (and nothing else) when they cannot serve a call, so
+    callers can degrade without catching broad exceptions.
+    """
+
+    __slots__ = ()
+
+    name: str = "backend"
+
+    @abstractmethod
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return the value for each key, in order, `None` where absent or expired."""
+
+    @abstractmethod
+    async def set_many(self, entries: Sequence[Entry]) -> None:
+        """Store every entry with its own time to live."""
+
+    @abstractmethod
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
+        """Store each entry unless the stored value carries a version at least as new.
+
+        Values written this way start with their version as `VERSION_WIDTH` hex digits; a stored value
+        without a readable version is replaced.
+
+        Returns:
+            For each entry, whether it was written.
+        """
+
+    @abstractmethod
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete the keys; missing keys are ignored."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise `CacheBackendError` unless the backend answers."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release what the backend owns. Idempotent."""
+
+
+def stored_version(value: bytes | None) -> int | None:
+    """Return the version a versioned value starts with, or `None` if it has none."""
+    if value is None or len(value) < VERSION_WIDTH:
+        return None
+    try:
+        return int(value[:VERSION_WIDTH], 16)
+    except ValueError:
+        return None

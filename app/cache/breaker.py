@@ -1,0 +1,160 @@
+"""A backend wrapper with a per-call timeout and a circuit breaker, so an outage costs microseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from enum import StrEnum
+from typing import TYPE_CHECKING, TypeVar
+
+from app.cache.backend import CacheBackend, CacheBackendError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from app.cache.backend import Entry
+
+__all__ = ("BreakerState", "CircuitBreakerBackend")
+
+logger = logging.getLogger("app.cache")
+
+T = TypeVar("T")
+
+
+class BreakerState(StrEnum):
+    """Where the breaker is."""
+
+    CLOSED = "closed"
+    """Calls go to the backend."""
+    OPEN = "open"
+    """Calls fail at once, without touching the backend."""
+    HALF_OPEN = "half_open"
+    """One probe call is in flight; the others fail at once."""
+
+
+class CircuitBreakerBackend(CacheBackend):
+    """Wrap a backend: bound each call by `timeout`, stop calling it after repeated failures.
+
+    After `failure_threshold` consecutive failures the circuit opens and every call raises
+    `CacheBackendError` at once. After `reset_timeout` seconds one call is let through as a probe: success
+    closes the circuit, failure keeps it open for another `reset_timeout`. Only state changes are logged,
+    so an outage writes two lines, not one per request.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_failures",
+        "_opened_at",
+        "_probing",
+        "failure_threshold",
+        "inner",
+        "last_error",
+        "reset_timeout",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        inner: CacheBackend,
+        *,
+        timeout: float = 0.1,
+        failure_threshold: int = 3,
+        reset_timeout: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Wrap `inner`.
+
+        Args:
+            inner: The backend to protect.
+            timeout: Seconds one call may take before it counts as a failure.
+            failure_threshold: Consecutive failures that open the circuit.
+            reset_timeout: Seconds the circuit stays open before a probe.
+            clock: Monotonic seconds; tests inject their own.
+        """
+        self.inner = inner
+        self.timeout = timeout
+        self.failure_threshold = failure_threshold
+        self.reset_timeout = reset_timeout
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+        self.last_error: str | None = None
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The wrapped backend's name."""
+        return self.inner.name
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state."""
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        return BreakerState.HALF_OPEN if self._probing else BreakerState.OPEN
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        probe = False
+        if self._opened_at is not None:
+            if self._probing or self._clock() - self._opened_at < self.reset_timeout:
+                raise CacheBackendError(f"circuit open ({self.last_error})")
+            self._probing = probe = True
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await call()
+        except (CacheBackendError, TimeoutError) as exc:
+            self._on_failure(exc)
+            if isinstance(exc, TimeoutError):
+                raise CacheBackendError(f"timed out after {self.timeout * 1000:.0f} ms") from exc
+            raise
+        finally:
+            if probe:
+                self._probing = False
+        self._on_success()
+        return result
+
+    def _on_failure(self, exc: BaseException) -> None:
+        self.last_error = str(exc) or type(exc).__name__
+        self._failures += 1
+        if self._opened_at is not None:
+            self._opened_at = self._clock()
+        elif self._failures >= self.failure_threshold:
+            self._opened_at = self._clock()
+            logger.warning(
+                "cache backend %s unavailable after %d failures, circuit open: %s",
+                self.inner.name,
+                self._failures,
+                self.last_error,
+            )
+
+    def _on_success(self) -> None:
+        if self._opened_at is not None:
+            logger.warning("cache backend %s answers again, circuit closed", self.inner.name)
+            self._opened_at = None
+        self._failures = 0
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:  # noqa: D102
+        return await self._call(lambda: self.inner.get_many(keys))
+
+    async def set_many(self, entries: Sequence[Entry]) -> None:  # noqa: D102
+        await self._call(lambda: self.inner.set_many(entries))
+
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:  # noqa: D102
+        return await self._call(lambda: self.inner.set_many_if_newer(entries, versions))
+
+    async def delete_many(self, keys: Sequence[str]) -> None:  # noqa: D102
+        await self._call(lambda: self.inner.delete_many(keys))
+
+    async def ping(self) -> None:
+        """Ping the backend directly, bypassing an open circuit; a success closes it."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.inner.ping()
+        except (CacheBackendError, TimeoutError) as exc:
+            self._on_failure(exc)
+            raise CacheBackendError(self.last_error) from exc
+        self._on_success()
+
+    async def close(self) -> None:  # noqa: D102
+        await self.inner.close()

@@ -1,0 +1,79 @@
+"""Key and value codecs. Each typed cache builds its msgspec Encoder and Decoder once."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from uuid import UUID
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ("ValueCodec", "key_encoder_for", "schema_fingerprint")
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _encode_int(key: int) -> str:
+    return str(key)
+
+
+def _encode_uuid(key: UUID) -> str:
+    return key.hex
+
+
+def _encode_str(key: str) -> str:
+    return key
+
+
+_KEY_ENCODERS: dict[type[Any], Callable[[Any], str]] = {
+    int: _encode_int,
+    UUID: _encode_uuid,
+    str: _encode_str,
+}
+
+
+def key_encoder_for(key_type: type[K]) -> Callable[[K], str]:
+    """Return the function that turns a key of `key_type` into the text used in the backend key.
+
+    Raises:
+        TypeError: `key_type` has no built-in encoder; pass `key_encoder` to the cache instead.
+    """
+    try:
+        return _KEY_ENCODERS[key_type]
+    except KeyError:
+        raise TypeError(f"no key encoder for {key_type!r}: pass key_encoder=") from None
+
+
+def schema_fingerprint(value_type: Any) -> str:
+    """Return 8 hex digits that change whenever `value_type`'s msgspec schema changes."""
+    schema = msgspec.json.encode(msgspec.json.schema(value_type), order="sorted")
+    return hashlib.blake2b(schema, digest_size=4).hexdigest()
+
+
+class ValueCodec(Generic[V]):
+    """msgpack encoding of one value type, with the Encoder and Decoder built once."""
+
+    __slots__ = ("_decoder", "_encoder", "fingerprint", "value_type")
+
+    def __init__(self, value_type: type[V]) -> None:
+        """Build the codec for `value_type` (any type msgspec supports)."""
+        self.value_type = value_type
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder: msgspec.msgpack.Decoder[V] = msgspec.msgpack.Decoder(value_type)
+        self.fingerprint = schema_fingerprint(value_type)
+
+    def encode(self, value: V) -> bytes:
+        """Encode one value."""
+        return self._encoder.encode(value)
+
+    def decode(self, data: bytes | memoryview) -> V:
+        """Decode one value.
+
+        Raises:
+            msgspec.DecodeError: The bytes are not a valid `value_type`.
+        """
+        return self._decoder.decode(data)

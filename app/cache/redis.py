@@ -1,0 +1,187 @@
+"""Redis and Redis Cluster backend: a pooled client, MGET and pipelined `SET PX`, chunked batches."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from app.cache.backend import VERSION_WIDTH, CacheBackend, CacheBackendError
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator, Sequence
+
+    from app.cache.backend import Entry
+
+__all__ = ("RedisBackend",)
+
+# Compare-and-set on the version prefix, so a reader that loaded an old row never replaces a newer one.
+_SET_IF_NEWER = f"""
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = tonumber(string.sub(cur, 1, {VERSION_WIDTH}), 16)
+  if v and v >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+
+@contextmanager
+def _translate_errors() -> Generator[None]:
+    try:
+        yield
+    except (TimeoutError, RedisError, OSError) as exc:
+        raise CacheBackendError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class RedisBackend(CacheBackend):
+    """A backend on a `redis.asyncio` client, standalone or cluster.
+
+    The caller owns a client passed to the constructor; `from_url` builds a client that the backend
+    owns and closes.
+    """
+
+    __slots__ = ("_client", "_cluster", "_owns_client", "_set_if_newer", "chunk_size")
+
+    name = "redis"
+
+    def __init__(self, client: Redis | RedisCluster, *, chunk_size: int = 500, owns_client: bool = False) -> None:
+        """Wrap a client.
+
+        Args:
+            client: A client created with `decode_responses=False`.
+            chunk_size: Keys per MGET / commands per pipeline round; larger batches are split.
+            owns_client: Close the client in `close()`.
+        """
+        self._client = client
+        self._cluster = isinstance(client, RedisCluster)
+        self._owns_client = owns_client
+        self._set_if_newer = client.register_script(_SET_IF_NEWER)
+        self.chunk_size = chunk_size
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        cluster: bool = False,
+        max_connections: int = 64,
+        pool_timeout: float = 0.05,
+        socket_timeout: float = 0.5,
+        chunk_size: int = 500,
+    ) -> RedisBackend:
+        """Build a backend with its own client (and pool). Connects lazily, on first use.
+
+        Args:
+            url: A `redis://` or `rediss://` URL.
+            cluster: Treat the URL as one node of a Redis Cluster.
+            max_connections: Pool size (per node on a cluster).
+            pool_timeout: How long a call waits for a free connection before failing.
+            socket_timeout: Connect and read timeout of one command.
+            chunk_size: See the constructor.
+        """
+        # One immediate retry survives a connection that died while idle; the circuit breaker handles the rest.
+        retry = Retry(NoBackoff(), 1)
+        client: Redis | RedisCluster
+        if cluster:
+            client = RedisCluster.from_url(
+                url,
+                max_connections=max_connections,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                retry=retry,
+            )
+        else:
+            pool = BlockingConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]
+                url,
+                max_connections=max_connections,
+                timeout=pool_timeout,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                retry=retry,
+            )
+            client = Redis(connection_pool=pool)
+            client.auto_close_connection_pool = True
+        return cls(client, chunk_size=chunk_size, owns_client=True)
+
+    @property
+    def client(self) -> Redis | RedisCluster:
+        """The underlying client (for pub/sub and tests)."""
+        return self._client
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:  # noqa: D102
+        if not keys:
+            return []
+        with _translate_errors():
+            if self._cluster:
+                return list(await self._client.mget_nonatomic(list(keys)))  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType, reportAttributeAccessIssue]
+            if len(keys) <= self.chunk_size:
+                return cast("list[bytes | None]", await self._client.mget(keys))  # pyright: ignore[reportUnknownMemberType]
+            pipe = self._client.pipeline(transaction=False)
+            for chunk in _chunks(keys, self.chunk_size):
+                pipe.mget(chunk)  # pyright: ignore[reportUnknownMemberType]
+            results: list[list[bytes | None]] = await pipe.execute()
+            return [value for chunk_values in results for value in chunk_values]
+
+    async def set_many(self, entries: Sequence[Entry]) -> None:  # noqa: D102
+        if not entries:
+            return
+        with _translate_errors():
+            for chunk in _chunks(entries, self.chunk_size):
+                pipe = self._client.pipeline(transaction=False)
+                for entry in chunk:
+                    pipe.set(entry.key, entry.value, px=entry.ttl_ms)  # pyright: ignore[reportUnknownMemberType]
+                await pipe.execute()
+
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:  # noqa: D102
+        if not entries:
+            return []
+        written: list[bool] = []
+        with _translate_errors():
+            for chunk in _chunks(list(zip(entries, versions, strict=True)), self.chunk_size):
+                if self._cluster:
+                    # Cluster pipelines cannot run scripts; run them concurrently instead.
+                    results = await asyncio.gather(
+                        *(self._set_if_newer(keys=[e.key], args=[e.value, v, e.ttl_ms]) for e, v in chunk)
+                    )
+                else:
+                    pipe = self._client.pipeline(transaction=False)
+                    for entry, version in chunk:
+                        await self._set_if_newer(
+                            keys=[entry.key],
+                            args=[entry.value, version, entry.ttl_ms],
+                            client=pipe,  # pyright: ignore[reportArgumentType]
+                        )
+                    results = await pipe.execute()
+                written.extend(bool(result) for result in results)
+        return written
+
+    async def delete_many(self, keys: Sequence[str]) -> None:  # noqa: D102
+        if not keys:
+            return
+        with _translate_errors():
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.unlink(key)  # pyright: ignore[reportUnknownMemberType]
+            await pipe.execute()
+
+    async def ping(self) -> None:  # noqa: D102
+        with _translate_errors():
+            await self._client.ping()  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
+
+    async def close(self) -> None:  # noqa: D102
+        if self._owns_client:
+            self._owns_client = False
+            with _translate_errors():
+                await self._client.aclose()

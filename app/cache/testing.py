@@ -1,0 +1,67 @@
+"""Helpers for testing code that uses the cache: a fault-injecting backend wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from app.cache.backend import CacheBackend, CacheBackendError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from app.cache.backend import Entry
+
+__all__ = ("FaultyBackend",)
+
+
+class FaultyBackend(CacheBackend):
+    """Wrap a backend and make its calls fail or slow down on demand.
+
+    Set `failing = True` to make every call raise `CacheBackendError`, and `latency` (seconds) to delay
+    every call. `calls` counts the calls that reached the wrapper, by operation.
+    """
+
+    __slots__ = ("calls", "failing", "inner", "latency")
+
+    def __init__(self, inner: CacheBackend, *, failing: bool = False, latency: float = 0.0) -> None:
+        """Wrap `inner`, healthy unless told otherwise."""
+        self.inner = inner
+        self.failing = failing
+        self.latency = latency
+        self.calls: dict[str, int] = {}
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The wrapped backend's name."""
+        return self.inner.name
+
+    async def _enter(self, operation: str) -> None:
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self.failing:
+            raise CacheBackendError(f"injected fault in {operation}")
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:  # noqa: D102
+        await self._enter("get_many")
+        return await self.inner.get_many(keys)
+
+    async def set_many(self, entries: Sequence[Entry]) -> None:  # noqa: D102
+        await self._enter("set_many")
+        await self.inner.set_many(entries)
+
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:  # noqa: D102
+        await self._enter("set_many_if_newer")
+        return await self.inner.set_many_if_newer(entries, versions)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:  # noqa: D102
+        await self._enter("delete_many")
+        await self.inner.delete_many(keys)
+
+    async def ping(self) -> None:  # noqa: D102
+        await self._enter("ping")
+        await self.inner.ping()
+
+    async def close(self) -> None:  # noqa: D102
+        await self.inner.close()

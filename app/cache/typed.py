@@ -1,0 +1,340 @@
+"""`Cache[K, V]`: a typed view of a backend, with batching, negative entries and single-flight loads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from enum import Enum
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import msgspec
+
+from app.cache.backend import VERSION_WIDTH, CacheBackendError, Entry
+from app.cache.codec import ValueCodec, key_encoder_for
+from app.cache.stats import CacheStats
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+
+    from app.cache.backend import CacheBackend
+
+__all__ = ("Cache",)
+
+logger = logging.getLogger("app.cache")
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+_ABSENT = b""
+"""Payload of a negative entry: no msgpack encoding is empty."""
+
+
+class _Status(Enum):
+    HIT = 1
+    MISS = 2
+    ABSENT = 3
+
+
+class Cache(Generic[K, V]):
+    """Typed get/set/delete over a byte backend.
+
+    Keys are `{prefix}:{namespace}:{fingerprint}:{key}`, where the fingerprint follows V's msgspec schema so
+    a deploy that changes V never reads entries written for the old V. A backend failure never reaches the
+    caller: reads degrade to misses and writes to no-ops, and `stats.errors` counts them.
+
+    A versioned cache (`version_of` given) prefixes each value with its version and refuses to replace a
+    cached value by an older one, which closes the cache-aside race between a slow reader and a writer.
+    """
+
+    __slots__ = (
+        "_backend",
+        "_codec",
+        "_encode_key",
+        "_inflight",
+        "_key_prefix",
+        "_tasks",
+        "jitter",
+        "namespace",
+        "negative_ttl",
+        "stats",
+        "ttl",
+        "version_of",
+    )
+
+    def __init__(
+        self,
+        backend: CacheBackend,
+        *,
+        namespace: str,
+        key_type: type[K],
+        value_type: type[V],
+        ttl: float,
+        negative_ttl: float = 0.0,
+        jitter: float = 0.1,
+        prefix: str = "cache",
+        key_encoder: Callable[[K], str] | None = None,
+        version_of: Callable[[V], int] | None = None,
+    ) -> None:
+        """Create a typed cache. `CacheManager.cache` is the usual way to get one.
+
+        Args:
+            backend: Where the bytes live.
+            namespace: Distinguishes this cache's keys from other caches' on the same backend.
+            key_type: `int`, `str` and `UUID` have built-in key encoders; other types need `key_encoder`.
+            value_type: Any type msgspec can encode, usually a frozen Struct.
+            ttl: Seconds an entry lives.
+            negative_ttl: Seconds an "absent" entry lives; 0 disables negative caching.
+            jitter: Each TTL is shortened by a random fraction up to this, so entries written together do
+                not expire together.
+            prefix: Application-wide key prefix.
+            key_encoder: Turns a key into text; defaults by `key_type`.
+            version_of: Makes the cache versioned (see the class docstring).
+        """
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        if not 0 <= jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+        self._backend = backend
+        self._codec = ValueCodec(value_type)
+        self._encode_key = key_encoder or key_encoder_for(key_type)
+        self._key_prefix = f"{prefix}:{namespace}:{self._codec.fingerprint}:"
+        self._inflight: dict[K, asyncio.Future[V | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.namespace = namespace
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.jitter = jitter
+        self.version_of = version_of
+        self.stats = CacheStats()
+
+    def __repr__(self) -> str:
+        return f"Cache(namespace={self.namespace!r}, value_type={self._codec.value_type!r})"
+
+    def key(self, key: K) -> str:
+        """Return the backend key for `key`."""
+        return self._key_prefix + self._encode_key(key)
+
+    # -- encoding ---------------------------------------------------------------------------------
+
+    def _ttl_ms(self, ttl: float) -> int:
+        if self.jitter:
+            ttl *= 1 - self.jitter * random.random()  # noqa: S311 - not security sensitive
+        return max(1, int(ttl * 1000))
+
+    def _pack(self, value: V | None, version: int) -> bytes:
+        payload = _ABSENT if value is None else self._codec.encode(value)
+        if self.version_of is None:
+            return payload
+        return b"%016x" % version + payload
+
+    def _unpack(self, data: bytes) -> tuple[_Status, V | None]:
+        if self.version_of is not None:
+            int(data[:VERSION_WIDTH], 16)  # a missing or garbled version is a decode error
+            data = data[VERSION_WIDTH:]
+        if data == _ABSENT:
+            return _Status.ABSENT, None
+        return _Status.HIT, self._codec.decode(data)
+
+    # -- lookups ----------------------------------------------------------------------------------
+
+    async def _lookup(self, keys: Sequence[K]) -> list[tuple[_Status, V | None]]:
+        backend_keys = [self.key(key) for key in keys]
+        try:
+            raw = await self._backend.get_many(backend_keys)
+        except CacheBackendError:
+            self.stats.errors += 1
+            self.stats.misses += len(keys)
+            return [(_Status.MISS, None)] * len(keys)
+        results: list[tuple[_Status, V | None]] = []
+        corrupt: list[str] = []
+        stats = self.stats
+        for backend_key, data in zip(backend_keys, raw, strict=True):
+            if data is None:
+                stats.misses += 1
+                results.append((_Status.MISS, None))
+                continue
+            try:
+                result = self._unpack(data)
+            except (msgspec.DecodeError, ValueError):
+                stats.decode_errors += 1
+                stats.misses += 1
+                corrupt.append(backend_key)
+                results.append((_Status.MISS, None))
+                continue
+            if result[0] is _Status.HIT:
+                stats.hits += 1
+            else:
+                stats.negative_hits += 1
+            results.append(result)
+        if corrupt:
+            logger.warning(
+                "cache %s: deleting %d undecodable entries, e.g. %s", self.namespace, len(corrupt), corrupt[0]
+            )
+            await self._delete_backend_keys(corrupt)
+        return results
+
+    async def get(self, key: K) -> V | None:
+        """Return the cached value, or `None` on a miss, an "absent" entry or a backend error."""
+        return (await self._lookup((key,)))[0][1]
+
+    async def get_many(self, keys: Iterable[K]) -> dict[K, V]:
+        """Return the cached values of those keys that have one, in one backend round trip."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[K, V] = {}
+        for key, (status, value) in zip(unique, await self._lookup(unique), strict=True):
+            if status is _Status.HIT:
+                found[key] = value  # type: ignore[assignment]
+        return found
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    async def _write(self, items: Sequence[tuple[K, V | None, int]], ttl: float) -> None:
+        entries = [Entry(self.key(key), self._pack(value, version), self._ttl_ms(ttl)) for key, value, version in items]
+        try:
+            if self.version_of is None:
+                await self._backend.set_many(entries)
+            else:
+                written = await self._backend.set_many_if_newer(entries, [version for _, _, version in items])
+                self.stats.stale_writes += written.count(False)
+        except CacheBackendError:
+            self.stats.errors += 1
+
+    def _versioned(self, items: Iterable[tuple[K, V]]) -> list[tuple[K, V | None, int]]:
+        version_of = self.version_of
+        return [(key, value, version_of(value) if version_of else 0) for key, value in items]
+
+    async def set(self, key: K, value: V, ttl: float | None = None) -> None:
+        """Store a value (in a versioned cache: unless a newer version is cached)."""
+        await self._write(self._versioned([(key, value)]), ttl or self.ttl)
+
+    async def set_many(self, items: Mapping[K, V], ttl: float | None = None) -> None:
+        """Store several values in one pipelined round trip."""
+        await self._write(self._versioned(items.items()), ttl or self.ttl)
+
+    async def set_absent(self, key: K, version: int = 0, ttl: float | None = None) -> None:
+        """Cache that `key` has no value, for `ttl` (default `negative_ttl`) seconds.
+
+        In a versioned cache, `version` makes this a tombstone: older values cannot replace it while it lives.
+        """
+        ttl = ttl or self.negative_ttl
+        if ttl > 0:
+            await self._write([(key, None, version)], ttl)
+
+    async def _delete_backend_keys(self, backend_keys: list[str]) -> None:
+        try:
+            await self._backend.delete_many(backend_keys)
+        except CacheBackendError:
+            self.stats.errors += 1
+
+    async def delete(self, key: K) -> None:
+        """Remove a key (and any "absent" entry for it)."""
+        await self._delete_backend_keys([self.key(key)])
+
+    async def delete_many(self, keys: Iterable[K]) -> None:
+        """Remove several keys in one round trip."""
+        await self._delete_backend_keys([self.key(key) for key in keys])
+
+    # -- cache-aside ------------------------------------------------------------------------------
+
+    async def get_or_load(self, key: K, loader: Callable[[K], Awaitable[V | None]]) -> V | None:
+        """Return the cached value, or load, cache and return it.
+
+        Concurrent calls for a key that is being loaded wait for that load instead of starting another.
+        A `None` from the loader is cached as "absent" for `negative_ttl`. A loader error reaches every
+        waiter and nothing is cached.
+        """
+
+        async def load_one(keys: list[K]) -> dict[K, V]:
+            value = await loader(keys[0])
+            return {} if value is None else {keys[0]: value}
+
+        return (await self.get_many_or_load((key,), load_one)).get(key)
+
+    async def get_many_or_load(
+        self, keys: Iterable[K], loader: Callable[[list[K]], Awaitable[Mapping[K, V]]]
+    ) -> dict[K, V]:
+        """Return values for `keys`: cached ones in one round trip, the misses from one `loader` call.
+
+        `loader` gets the missing keys that no concurrent call is already loading, and returns the values it
+        found; keys it leaves out are cached as "absent" (if negative caching is on) and left out of the
+        result. Keys being loaded by a concurrent call are awaited, not loaded again.
+        """
+        unique = list(dict.fromkeys(keys))
+        found: dict[K, V] = {}
+        waiting: dict[K, asyncio.Future[V | None]] = {}
+        to_lookup: list[K] = []
+        for key in unique:
+            flight = self._inflight.get(key)
+            if flight is None:
+                to_lookup.append(key)
+            else:
+                waiting[key] = flight
+        missing: list[K] = []
+        if to_lookup:
+            for key, (status, value) in zip(to_lookup, await self._lookup(to_lookup), strict=True):
+                if status is _Status.HIT:
+                    found[key] = value  # type: ignore[assignment]
+                elif status is _Status.MISS:
+                    flight = self._inflight.get(key)
+                    if flight is None:
+                        missing.append(key)
+                    else:
+                        waiting[key] = flight
+        self.stats.coalesced += len(waiting)
+        if missing:
+            waiting.update(self._start_load(missing, loader))
+        for key, flight in waiting.items():
+            value = await asyncio.shield(flight)
+            if value is not None:
+                found[key] = value
+        return found
+
+    def _start_load(
+        self, keys: list[K], loader: Callable[[list[K]], Awaitable[Mapping[K, V]]]
+    ) -> dict[K, asyncio.Future[V | None]]:
+        loop = asyncio.get_running_loop()
+        flights: dict[K, asyncio.Future[V | None]] = {key: loop.create_future() for key in keys}
+        self._inflight.update(flights)
+        task = loop.create_task(self._load(keys, loader, flights))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return flights
+
+    async def _load(
+        self,
+        keys: list[K],
+        loader: Callable[[list[K]], Awaitable[Mapping[K, V]]],
+        flights: dict[K, asyncio.Future[V | None]],
+    ) -> None:
+        self.stats.loads += len(keys)
+        try:
+            loaded = await loader(keys)
+            present = {key: loaded[key] for key in keys if key in loaded}
+            if present:
+                await self.set_many(present)
+            absent = [key for key in keys if key not in loaded]
+            if absent and self.negative_ttl > 0:
+                await self._write([(key, None, 0) for key in absent], self.negative_ttl)
+        except BaseException as exc:
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            for flight in flights.values():
+                if cancelled:
+                    flight.cancel()
+                else:
+                    flight.set_exception(exc)
+                    flight.exception()  # mark retrieved: a load nobody waits for any more is not an error
+            if cancelled:
+                raise
+            return
+        finally:
+            for key, flight in flights.items():
+                if self._inflight.get(key) is flight:
+                    del self._inflight[key]
+        for key, flight in flights.items():
+            flight.set_result(present.get(key))
+
+    @property
+    def inflight(self) -> int:
+        """Keys being loaded right now."""
+        return len(self._inflight)

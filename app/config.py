@@ -1,0 +1,140 @@
+"""Settings: one frozen Struct, read from the environment (and `.env`) once, at start-up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ("ConfigError", "Settings", "redact_url")
+
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=30 * 86400)]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=30 * 86400)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the environment variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything the service can be configured with. Each field is read from the upper-case variable."""
+
+    redis_url: str | None = None
+    """`redis://[:password@]host:port/db` (or `rediss://`). Unset: the in-process memory backend."""
+    redis_cluster: bool = False
+    """Treat `REDIS_URL` as a node of a Redis Cluster."""
+    database_url: str | None = None
+    """`sqlite:///path/to/file.db` or `postgresql://...`. Unset: SQLite at `./data/users.db`."""
+    cache_ttl_seconds: PositiveSeconds = 300.0
+    """How long a cached user lives."""
+    cache_negative_ttl_seconds: Seconds = 30.0
+    """How long "no such user" is cached; 0 turns negative caching off."""
+    cache_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    """A cache call slower than this counts as failed and the request goes to the database."""
+    cache_prefix: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = "tcs"
+    """Prepended to every cache key, so several services can share one Redis."""
+    cache_max_entries: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+    """Size bound of the memory backend."""
+    seed_sample_users: bool = True
+    """Insert the ten sample users into an empty database."""
+    log_level: LogLevel = "INFO"
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+        """Read settings from `environ` (default `os.environ`), falling back to `env_file` if it exists.
+
+        Raises:
+            ConfigError: A variable has a bad value; the message names it.
+        """
+        environ = os.environ if environ is None else environ
+        values = _read_env_file(Path(env_file)) if env_file and Path(env_file).is_file() else {}
+        values.update(environ)
+        raw: dict[str, str | None] = {}
+        for name in cls.__struct_fields__:
+            value = values.get(name.upper(), "").strip()
+            if value:
+                raw[name] = value.upper() if name == "log_level" else value
+            elif name in _NULLABLE:
+                raw[name] = None
+        try:
+            settings = msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(_name_variable(str(exc))) from None
+        settings.validate_urls()
+        return settings
+
+    def validate_urls(self) -> None:
+        """Check the URL schemes.
+
+        Raises:
+            ConfigError: A URL has an unsupported scheme.
+        """
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in {"redis", "rediss", "unix"}:
+            raise ConfigError(f"REDIS_URL: expected a redis:// or rediss:// URL, got {redact_url(self.redis_url)!r}")
+        if self.database_url is not None:
+            scheme = urlsplit(self.database_url).scheme
+            if scheme not in {"sqlite", "postgresql", "postgres"}:
+                raise ConfigError(
+                    f"DATABASE_URL: expected sqlite:///path or postgresql://..., got {redact_url(self.database_url)!r}"
+                )
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite file to use, or `None` when the database is not SQLite."""
+        if self.database_url is None:
+            return "data/users.db"
+        if self.database_url.startswith("sqlite:"):
+            return self.database_url.removeprefix("sqlite:").removeprefix("//").removeprefix("/") or ":memory:"
+        return None
+
+    def describe(self) -> str:
+        """One log line describing the settings, with passwords redacted."""
+        cache = redact_url(self.redis_url) if self.redis_url else "memory"
+        database = redact_url(self.database_url) if self.database_url else f"sqlite:///{self.sqlite_path}"
+        return f"cache={cache} database={database} ttl={self.cache_ttl_seconds}s log_level={self.log_level}"
+
+
+_NULLABLE = {"redis_url", "database_url"}
+
+
+def _name_variable(message: str) -> str:
+    """Turn msgspec's "... - at `$.port`" into "PORT: ..."."""
+    text, sep, path = message.rpartition(" - at `$.")
+    if not sep:
+        return message
+    return f"{path.rstrip('`').upper()}: {text}"
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for raw_line in path.read_text(encoding="utf-8").splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name.strip()] = value
+    return values
+
+
+def redact_url(url: str) -> str:
+    """Replace the password of a URL with `***`."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    credentials, _, host = parts.netloc.rpartition("@")
+    if ":" not in credentials:
+        return url
+    user = credentials.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

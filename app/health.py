@@ -1,0 +1,71 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, Response, get
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+
+from app.cache import CacheHealth, CacheManager
+from app.users.repository import UserRepository
+
+__all__ = ("DatabaseHealth", "HealthController", "Liveness", "Readiness")
+
+
+class Liveness(msgspec.Struct, frozen=True, kw_only=True):
+    """The process answers."""
+
+    status: str = "ok"
+
+
+class DatabaseHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether the database answers."""
+
+    backend: str
+    status: str
+    """`ok` or `down`."""
+    error: str | None = None
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether the service can answer requests, and the state of what it depends on."""
+
+    status: str
+    """`ready` while the database answers (a dead cache only degrades performance), else `not_ready`."""
+    database: DatabaseHealth
+    cache: CacheHealth
+
+
+class HealthController(Controller):
+    """Probes for orchestrators and load balancers."""
+
+    path = "/health"
+    tags = ["health"]  # noqa: RUF012 - Litestar's declared attribute type
+
+    @get("/live", operation_id="liveness", summary="Liveness probe", cache_control=None)
+    async def live(self) -> Liveness:
+        """Answer 200 while the process runs; touches nothing else."""
+        return Liveness()
+
+    @get(
+        "/ready",
+        operation_id="readiness",
+        summary="Readiness probe",
+        responses={503: ResponseSpec(data_container=Readiness, description="The database does not answer")},
+    )
+    async def ready(
+        self, cache_manager: NamedDependency[CacheManager], user_repository: NamedDependency[UserRepository]
+    ) -> Response[Readiness]:
+        """Answer 200 while the database answers; the cache status is reported but never makes this fail."""
+        repository = user_repository
+        try:
+            await repository.ping()
+            database = DatabaseHealth(backend=repository.name, status="ok")
+        except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+            database = DatabaseHealth(backend=repository.name, status="down", error=type(exc).__name__)
+        ready = database.status == "ok"
+        body = Readiness(
+            status="ready" if ready else "not_ready", database=database, cache=await cache_manager.health()
+        )
+        return Response(body, status_code=200 if ready else 503)

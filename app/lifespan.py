@@ -1,0 +1,74 @@
+"""Open and close everything that holds a connection: the cache backend, the manager, the database."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
+
+from app.cache import CacheManager, CircuitBreakerBackend, MemoryBackend, RedisBackend
+from app.users.sqlite import SQLiteUserRepository
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from litestar import Litestar
+
+    from app.cache import CacheBackend
+    from app.config import Settings
+    from app.users.repository import UserRepository
+
+__all__ = ("build_cache_manager", "lifespan", "open_repository")
+
+logger = logging.getLogger("app")
+
+
+def build_cache_manager(settings: Settings, backend: CacheBackend | None = None) -> CacheManager:
+    """Build the cache manager from settings. Nothing connects until the first cache call.
+
+    Args:
+        settings: The application settings.
+        backend: Use this backend instead of the one the settings describe (tests inject faulty ones).
+    """
+    if backend is None:
+        if settings.redis_url is None:
+            backend = MemoryBackend(max_entries=settings.cache_max_entries)
+        else:
+            backend = CircuitBreakerBackend(
+                RedisBackend.from_url(settings.redis_url, cluster=settings.redis_cluster),
+                timeout=settings.cache_timeout_ms / 1000,
+            )
+    return CacheManager(
+        backend,
+        prefix=settings.cache_prefix,
+        default_ttl=settings.cache_ttl_seconds,
+        default_negative_ttl=settings.cache_negative_ttl_seconds,
+    )
+
+
+async def open_repository(settings: Settings) -> UserRepository:
+    """Open the user repository the settings describe, migrated and (optionally) seeded."""
+    path = settings.sqlite_path
+    if path is None:
+        raise NotImplementedError("PostgreSQL support is not built yet")
+    return await SQLiteUserRepository.open(path, seed=settings.seed_sample_users)
+
+
+@asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncGenerator[None]:
+    """Create the cache manager and the repository, put them on `app.state`, close them in reverse order."""
+    settings: Settings = app.state.settings
+    async with AsyncExitStack() as stack:
+        manager = build_cache_manager(settings, app.state.get("cache_backend"))
+        stack.push_async_callback(manager.close)
+        repository = await open_repository(settings)
+        stack.push_async_callback(repository.close)
+        app.state.cache_manager = manager
+        app.state.user_repository = repository
+        health = await manager.health()
+        if health.status != "ok":
+            logger.warning(
+                "cache backend %s does not answer yet (%s); serving from the database", health.backend, health.error
+            )
+        logger.info("ready: %s", settings.describe())
+        yield

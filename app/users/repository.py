@@ -1,0 +1,70 @@
+"""The `UserRepository` interface; implementations live in `sqlite.py` and `postgres.py`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from app.users.models import User
+
+__all__ = ("SAMPLE_USERS", "UserRepository")
+
+SAMPLE_USERS: tuple[tuple[UUID, str, str, str], ...] = tuple(
+    (UUID(f"550e8400-e29b-41d4-a716-4466554400{n:02d}"), first, last, f"{first.lower()}.{last.lower()}@example.com")
+    for n, (first, last) in enumerate(
+        [
+            ("Ada", "Lovelace"),
+            ("Alan", "Turing"),
+            ("Grace", "Hopper"),
+            ("Edsger", "Dijkstra"),
+            ("Barbara", "Liskov"),
+            ("Donald", "Knuth"),
+            ("Margaret", "Hamilton"),
+            ("Ken", "Thompson"),
+            ("Frances", "Allen"),
+            ("Dennis", "Ritchie"),
+        ],
+        start=1,
+    )
+)
+"""The ten users a new database is seeded with: ids 1-10, UUIDs 550e8400-e29b-41d4-a716-4466554400NN."""
+
+
+class UserRepository(ABC):
+    """Users in a database: the source of truth behind the caches."""
+
+    __slots__ = ()
+
+    name: str = "database"
+
+    @abstractmethod
+    async def get_many_by_id(self, ids: Sequence[int]) -> dict[int, User]:
+        """Return the users that exist among `ids`, in one query."""
+
+    @abstractmethod
+    async def get_many_by_uuid(self, uuids: Sequence[UUID]) -> dict[UUID, User]:
+        """Return the users that exist among `uuids`, in one query."""
+
+    @abstractmethod
+    async def list_page(self, *, limit: int, offset: int) -> tuple[list[User], int]:
+        """Return one page of users ordered by id, and the total count."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close connections. Idempotent."""
+
+    async def get_by_id(self, user_id: int) -> User | None:
+        """Return one user by id."""
+        return (await self.get_many_by_id([user_id])).get(user_id)
+
+    async def get_by_uuid(self, user_uuid: UUID) -> User | None:
+        """Return one user by UUID."""
+        return (await self.get_many_by_uuid([user_uuid])).get(user_uuid)
