@@ -1,28 +1,64 @@
-"""`python -m app`: serve with uvicorn from `Settings`."""
+"""`python -m app`: serve with uvicorn (uvloop, httptools) from `Settings`; what the container image runs."""
 
 from __future__ import annotations
 
+import signal
 import sys
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from app.config import ConfigError, Settings
+from app.logs import logging_config
 from app.server import create_app
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from litestar import Litestar
+
+__all__ = ("GRACEFUL_SHUTDOWN_SECONDS", "app_from_env", "main")
+
+GRACEFUL_SHUTDOWN_SECONDS = 20
+"""On SIGTERM, in-flight requests get this long to finish; then the lifespan closes the pools and the process exits.
+Shorter than Kubernetes' default 30 s grace period minus the manifests' 5 s preStop pause."""
+
+
+def app_from_env() -> Litestar:
+    """Build the application from the environment; uvicorn calls this once in each worker process."""
+    return create_app(Settings.from_env())
+
+
+def _exit_successfully(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def main() -> None:
-    """Read settings, then serve until interrupted; a bad setting exits with status 2 and one line."""
+    """Read settings, then serve until SIGTERM or SIGINT; a bad setting exits with status 2 and one line."""
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    # uvicorn handles SIGTERM (drain, then lifespan shutdown), restores the handler it found, and raises the signal
+    # again to die by it (status 143 under tini). A completed graceful shutdown is a success: exit with 0 instead.
+    # (A SIGTERM before uvicorn takes over also exits with 0: nothing was being served yet.)
+    signal.signal(signal.SIGTERM, _exit_successfully)
+    # An import string and a factory, not an app object: uvicorn needs one to start WORKERS > 1 processes,
+    # and each worker then builds its own app (its own pools) from the same environment.
     uvicorn.run(
-        create_app(settings),
+        "app.__main__:app_from_env",
+        factory=True,
         host=settings.host,
         port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=logging_config(settings.log_level, settings.log_format),
         log_level=settings.log_level.lower(),
         access_log=settings.log_level == "DEBUG",
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = (
     "PROBLEM_MEDIA_TYPE",
     "ApplicationError",
+    "BadRequestError",
     "ConflictError",
     "FieldError",
     "NotFoundError",
@@ -33,6 +35,8 @@ __all__ = (
 logger = logging.getLogger("app.errors")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_MISSING_PARAMETER = re.compile(r"Missing required (?P<source>\w+) parameter '(?P<name>[^']+)'")
 
 _TYPE_NAMES: dict[type[Any], str] = {int: "an integer", UUID: "a UUID", float: "a number"}
 
@@ -69,6 +73,12 @@ class ApplicationError(Exception):
         self.detail = detail
         self.parameter = parameter
         self.source = source
+
+
+class BadRequestError(ApplicationError):
+    """The input is malformed in a way the framework's validation cannot express."""
+
+    status_code = HTTPStatus.BAD_REQUEST
 
 
 class NotFoundError(ApplicationError):
@@ -148,6 +158,8 @@ def _on_validation_error(request: Request[Any, Any, Any], exc: ValidationExcepti
                         message=str(item.get("message") or exc.detail),  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
                     )
                 )
+    if not errors and (missing := _MISSING_PARAMETER.search(exc.detail)):
+        errors.append(FieldError(name=missing["name"], source=missing["source"], message="required"))
     detail = "; ".join(f"{e.name}: {e.message}" for e in errors) if errors else exc.detail
     return problem(request, HTTPStatus.BAD_REQUEST, f"Invalid request: {detail}", errors)
 

@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from app.cache import CacheManager, CircuitBreakerBackend, MemoryBackend, RedisBackend
+from app.users.postgres import PostgresUserRepository
 from app.users.sqlite import SQLiteUserRepository
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ async def open_repository(settings: Settings) -> UserRepository:
     """Open the user repository the settings describe, migrated and (optionally) seeded."""
     path = settings.sqlite_path
     if path is None:
-        raise NotImplementedError("PostgreSQL support is not built yet")
+        assert settings.database_url is not None  # noqa: S101 - sqlite_path is None only for other URLs
+        return await PostgresUserRepository.open(settings.database_url, seed=settings.seed_sample_users)
     return await SQLiteUserRepository.open(path, seed=settings.seed_sample_users)
 
 

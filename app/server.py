@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Contact
@@ -15,6 +14,8 @@ from app.deps import app_dependencies
 from app.errors import exception_handlers
 from app.health import HealthController
 from app.lifespan import lifespan
+from app.middleware import RequestIdMiddleware
+from app.openapi import refine_openapi
 from app.users.controller import UserController
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
         settings: The configuration.
         cache_backend: Use this backend instead of the one `settings` describe (for tests).
     """
-    return Litestar(
+    app = Litestar(
         route_handlers=[UserController, HealthController],
         dependencies=app_dependencies,
         lifespan=[lifespan],
@@ -48,9 +49,9 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin()],
         ),
-        logging_config=LoggingConfig(
-            root={"level": settings.log_level, "handlers": ["queue_listener"]},
-            log_exceptions="never",
-            disable_stack_trace={404, 400},
-        ),
+        logging_config=None,  # `python -m app` configures logging (app.logs), once per process, before serving
     )
+    refine_openapi(app)
+    # Outermost, around the router too, so 404s, 405s and path-type 400s also carry a request id.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    return app

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 import redis
 from litestar import Litestar
@@ -83,14 +88,16 @@ def sqlite_path(tmp_path: Path) -> str:
     return str(tmp_path / "users.db")
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory-sqlite", "redis-sqlite", "redis-postgres"])
 def settings(request: pytest.FixtureRequest, sqlite_path: str) -> Settings:
-    """Settings for an app on each cache backend and a fresh SQLite database."""
+    """Settings for an app on each cache backend and database, all fresh."""
+    cache, database = request.param.split("-")
     redis_url = None
-    if request.param == "redis":
+    if cache == "redis":
         request.getfixturevalue("redis_client")
         redis_url = request.getfixturevalue("redis_url")
-    return Settings(redis_url=redis_url, database_url=f"sqlite:///{sqlite_path}", cache_timeout_ms=1000)
+    database_url = f"sqlite:///{sqlite_path}" if database == "sqlite" else request.getfixturevalue("postgres_url")
+    return Settings(redis_url=redis_url, database_url=database_url, cache_timeout_ms=1000)
 
 
 @pytest.fixture
@@ -102,3 +109,60 @@ def app(settings: Settings) -> Litestar:
 async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app) as client:
         yield client
+
+
+HOW_TO_PROVIDE_POSTGRES = (
+    "PostgreSQL tests need a server: set TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres; "
+    "the tests create and drop their own database in it), or run a Docker engine for testcontainers."
+)
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A URL with the right to create databases: TEST_DATABASE_URL, else testcontainers, else fail."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    if redis_available_without_binary() != "testcontainers":
+        pytest.fail(HOW_TO_PROVIDE_POSTGRES)
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:16-alpine", driver=None) as container:
+        yield container.get_connection_url()
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server_url: str) -> Iterator[str]:
+    """A database of this test run's own, dropped at the end."""
+    name = f"tcs_test_{os.getpid()}_{secrets.token_hex(4)}"
+    asyncio.run(_admin(postgres_server_url, f'CREATE DATABASE "{name}"'))
+    parts = urlsplit(postgres_server_url)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        asyncio.run(_admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def postgres_url(postgres_database: str) -> str:
+    """The run's database, emptied: the next repository to open it migrates and seeds it afresh."""
+    await _admin(postgres_database, "DROP TABLE IF EXISTS users, schema_migrations")
+    return postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, sqlite_path: str) -> str:
+    """Each database in turn, fresh."""
+    if request.param == "sqlite":
+        return f"sqlite:///{sqlite_path}"
+    return request.getfixturevalue("postgres_url")

@@ -84,7 +84,13 @@ def redis_available_without_binary() -> str | None:
     try:
         import docker  # pyright: ignore[reportMissingTypeStubs]
 
-        docker.from_env().ping()  # pyright: ignore[reportUnknownMemberType]
+        client = docker.from_env()  # pyright: ignore[reportUnknownMemberType]
     except Exception:
         return os.environ.get("REDIS_URL")
+    try:
+        client.ping()  # pyright: ignore[reportUnknownMemberType]
+    except Exception:
+        return os.environ.get("REDIS_URL")
+    finally:
+        client.close()  # pyright: ignore[reportUnknownMemberType]
     return "testcontainers"

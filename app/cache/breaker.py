@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
 from app.cache.backend import CacheBackend, CacheBackendError
+from app.cache.stats import LatencyHistogram
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -50,6 +51,7 @@ class CircuitBreakerBackend(CacheBackend):
         "failure_threshold",
         "inner",
         "last_error",
+        "latency",
         "reset_timeout",
         "timeout",
     )
@@ -81,6 +83,9 @@ class CircuitBreakerBackend(CacheBackend):
         self._opened_at: float | None = None
         self._probing = False
         self.last_error: str | None = None
+        self.latency: dict[str, LatencyHistogram] = {
+            op: LatencyHistogram() for op in ("get", "set", "set_if_newer", "delete", "ping")
+        }
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -94,16 +99,18 @@ class CircuitBreakerBackend(CacheBackend):
             return BreakerState.CLOSED
         return BreakerState.HALF_OPEN if self._probing else BreakerState.OPEN
 
-    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         probe = False
         if self._opened_at is not None:
             if self._probing or self._clock() - self._opened_at < self.reset_timeout:
                 raise CacheBackendError(f"circuit open ({self.last_error})")
             self._probing = probe = True
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
                 result = await call()
         except (CacheBackendError, TimeoutError) as exc:
+            self.latency[operation].observe(time.perf_counter() - started)
             self._on_failure(exc)
             if isinstance(exc, TimeoutError):
                 raise CacheBackendError(f"timed out after {self.timeout * 1000:.0f} ms") from exc
@@ -111,6 +118,7 @@ class CircuitBreakerBackend(CacheBackend):
         finally:
             if probe:
                 self._probing = False
+        self.latency[operation].observe(time.perf_counter() - started)
         self._on_success()
         return result
 
@@ -135,16 +143,16 @@ class CircuitBreakerBackend(CacheBackend):
         self._failures = 0
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:  # noqa: D102
-        return await self._call(lambda: self.inner.get_many(keys))
+        return await self._call("get", lambda: self.inner.get_many(keys))
 
     async def set_many(self, entries: Sequence[Entry]) -> None:  # noqa: D102
-        await self._call(lambda: self.inner.set_many(entries))
+        await self._call("set", lambda: self.inner.set_many(entries))
 
     async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:  # noqa: D102
-        return await self._call(lambda: self.inner.set_many_if_newer(entries, versions))
+        return await self._call("set_if_newer", lambda: self.inner.set_many_if_newer(entries, versions))
 
     async def delete_many(self, keys: Sequence[str]) -> None:  # noqa: D102
-        await self._call(lambda: self.inner.delete_many(keys))
+        await self._call("delete", lambda: self.inner.delete_many(keys))
 
     async def ping(self) -> None:
         """Ping the backend directly, bypassing an open circuit; a success closes it."""

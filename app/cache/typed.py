@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from enum import Enum
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -25,6 +26,9 @@ logger = logging.getLogger("app.cache")
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+_MAX_DIRTY = 10_000
+"""Keys remembered after failed writes; beyond this the oldest are forgotten."""
 
 _ABSENT = b""
 """Payload of a negative entry: no msgpack encoding is empty."""
@@ -50,6 +54,7 @@ class Cache(Generic[K, V]):
     __slots__ = (
         "_backend",
         "_codec",
+        "_dirty",
         "_encode_key",
         "_inflight",
         "_key_prefix",
@@ -101,6 +106,7 @@ class Cache(Generic[K, V]):
         self._key_prefix = f"{prefix}:{namespace}:{self._codec.fingerprint}:"
         self._inflight: dict[K, asyncio.Future[V | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._dirty: dict[str, float] = {}
         self.namespace = namespace
         self.ttl = ttl
         self.negative_ttl = negative_ttl
@@ -139,6 +145,9 @@ class Cache(Generic[K, V]):
     # -- lookups ----------------------------------------------------------------------------------
 
     async def _lookup(self, keys: Sequence[K]) -> list[tuple[_Status, V | None]]:
+        if self._dirty and not await self._repair():
+            self.stats.misses += len(keys)
+            return [(_Status.MISS, None)] * len(keys)
         backend_keys = [self.key(key) for key in keys]
         try:
             raw = await self._backend.get_many(backend_keys)
@@ -189,27 +198,73 @@ class Cache(Generic[K, V]):
 
     # -- writes -----------------------------------------------------------------------------------
 
-    async def _write(self, items: Sequence[tuple[K, V | None, int]], ttl: float) -> None:
+    async def _write(self, items: Sequence[tuple[K, V | None, int]], ttl: float, *, track: bool = True) -> None:
         entries = [Entry(self.key(key), self._pack(value, version), self._ttl_ms(ttl)) for key, value, version in items]
         try:
             if self.version_of is None:
                 await self._backend.set_many(entries)
+                written = None
             else:
                 written = await self._backend.set_many_if_newer(entries, [version for _, _, version in items])
                 self.stats.stale_writes += written.count(False)
         except CacheBackendError:
             self.stats.errors += 1
+            if track:
+                self._mark_dirty([entry.key for entry in entries])
+            return
+        if track and self._dirty:
+            for n, entry in enumerate(entries):
+                if written is None or written[n]:
+                    self._dirty.pop(entry.key, None)
+
+    def _mark_dirty(self, backend_keys: Iterable[str]) -> None:
+        """Remember keys whose write or delete failed: they may still hold a value the caller replaced."""
+        deadline = time.monotonic() + self.ttl
+        for backend_key in backend_keys:
+            self._dirty.pop(backend_key, None)
+            self._dirty[backend_key] = deadline
+        while len(self._dirty) > _MAX_DIRTY:
+            del self._dirty[next(iter(self._dirty))]
+
+    async def _repair(self) -> bool:
+        """Delete the keys whose write failed. Returns whether none are left.
+
+        Until this succeeds the cache is not read: after an outage, the first thing it does is remove what
+        it could not update during the outage, so it never serves a value the database no longer has.
+        """
+        now = time.monotonic()
+        pending = {key: deadline for key, deadline in self._dirty.items() if deadline > now}
+        if pending:
+            try:
+                await self._backend.delete_many(list(pending))
+            except CacheBackendError:
+                self.stats.errors += 1
+                return False
+        for key, deadline in pending.items():
+            if self._dirty.get(key) == deadline:
+                del self._dirty[key]
+        if not pending:
+            self._dirty.clear()
+        return not self._dirty
 
     def _versioned(self, items: Iterable[tuple[K, V]]) -> list[tuple[K, V | None, int]]:
         version_of = self.version_of
         return [(key, value, version_of(value) if version_of else 0) for key, value in items]
 
+    def _detach_loads(self, keys: Iterable[K]) -> None:
+        """Let callers that arrive after a write start a fresh load instead of joining one begun before it."""
+        if self._inflight:
+            for key in keys:
+                self._inflight.pop(key, None)
+
     async def set(self, key: K, value: V, ttl: float | None = None) -> None:
         """Store a value (in a versioned cache: unless a newer version is cached)."""
+        self._detach_loads((key,))
         await self._write(self._versioned([(key, value)]), ttl or self.ttl)
 
     async def set_many(self, items: Mapping[K, V], ttl: float | None = None) -> None:
         """Store several values in one pipelined round trip."""
+        self._detach_loads(items)
         await self._write(self._versioned(items.items()), ttl or self.ttl)
 
     async def set_absent(self, key: K, version: int = 0, ttl: float | None = None) -> None:
@@ -217,6 +272,7 @@ class Cache(Generic[K, V]):
 
         In a versioned cache, `version` makes this a tombstone: older values cannot replace it while it lives.
         """
+        self._detach_loads((key,))
         ttl = ttl or self.negative_ttl
         if ttl > 0:
             await self._write([(key, None, version)], ttl)
@@ -226,13 +282,20 @@ class Cache(Generic[K, V]):
             await self._backend.delete_many(backend_keys)
         except CacheBackendError:
             self.stats.errors += 1
+            self._mark_dirty(backend_keys)
+            return
+        for backend_key in backend_keys:
+            self._dirty.pop(backend_key, None)
 
     async def delete(self, key: K) -> None:
         """Remove a key (and any "absent" entry for it)."""
+        self._detach_loads((key,))
         await self._delete_backend_keys([self.key(key)])
 
     async def delete_many(self, keys: Iterable[K]) -> None:
         """Remove several keys in one round trip."""
+        keys = list(keys)
+        self._detach_loads(keys)
         await self._delete_backend_keys([self.key(key) for key in keys])
 
     # -- cache-aside ------------------------------------------------------------------------------
@@ -312,10 +375,10 @@ class Cache(Generic[K, V]):
             loaded = await loader(keys)
             present = {key: loaded[key] for key in keys if key in loaded}
             if present:
-                await self.set_many(present)
+                await self._write(self._versioned(present.items()), self.ttl, track=False)
             absent = [key for key in keys if key not in loaded]
             if absent and self.negative_ttl > 0:
-                await self._write([(key, None, 0) for key in absent], self.negative_ttl)
+                await self._write([(key, None, 0) for key in absent], self.negative_ttl, track=False)
         except BaseException as exc:
             cancelled = isinstance(exc, asyncio.CancelledError)
             for flight in flights.values():

@@ -7,18 +7,31 @@ from uuid import UUID
 from app.cache import CacheSpec
 from app.users.models import User
 
-__all__ = ("ID_BY_UUID", "USER_BY_ID", "UUID_BY_ID")
+__all__ = ("ID_BY_UUID", "MAPPING_VERSION", "TOMBSTONE_VERSION", "USER_BY_ID", "UUID_BY_ID")
+
+
+MAPPING_VERSION = 1
+"""Version of every id/UUID mapping. The mappings never change while a user lives (UUIDs are fixed, ids are
+never reused), so one constant version is enough: a mapping (1) replaces a "not found" entry written by a
+reader that looked before the user was created (0), and a delete's tombstone (2) cannot be replaced by a
+reader that loaded the mapping before the delete."""
+
+TOMBSTONE_VERSION = MAPPING_VERSION + 1
 
 
 def _user_version(user: User) -> int:
     return user.version
 
 
+def _mapping_version(_: object) -> int:
+    return MAPPING_VERSION
+
+
 USER_BY_ID = CacheSpec(namespace="user", key_type=int, value_type=User, version_of=_user_version)
-"""User by id, versioned: a reader holding an old row can never replace a newer cached one."""
+"""User by id, versioned by the row version: an old row never replaces a newer cached one."""
 
-ID_BY_UUID = CacheSpec(namespace="user-id-by-uuid", key_type=UUID, value_type=int)
-"""UUID to id. A user's UUID never changes and ids are never reused, so the mapping needs no version."""
+ID_BY_UUID = CacheSpec(namespace="user-id-by-uuid", key_type=UUID, value_type=int, version_of=_mapping_version)
+"""UUID to id."""
 
-UUID_BY_ID = CacheSpec(namespace="user-uuid-by-id", key_type=int, value_type=UUID)
+UUID_BY_ID = CacheSpec(namespace="user-uuid-by-id", key_type=int, value_type=UUID, version_of=_mapping_version)
 """Id to UUID, the reverse mapping."""

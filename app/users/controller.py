@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, get
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from app.deps import user_dependencies
-from app.errors import problem_responses
-from app.users.models import INT64_MAX, INT64_MIN, MAX_PAGE_SIZE, User, UserPage
+from app.errors import BadRequestError, problem_responses
+from app.users.models import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_BATCH_SIZE,
+    MAX_PAGE_SIZE,
+    User,
+    UserBatch,
+    UserCreate,
+    UserLookup,
+    UserPage,
+    UserUpdate,
+)
 from app.users.service import UserService
 
-__all__ = ("UserController",)
+__all__ = ("UserController", "parse_id_list")
 
 UserIdParam = Annotated[
     int,
@@ -28,22 +40,52 @@ UserIdParam = Annotated[
 ]
 UserUuidParam = Annotated[UUID, Parameter(description="The user's UUID.")]
 Limit = Annotated[int, Parameter(ge=1, le=MAX_PAGE_SIZE, description=f"Page size, 1 to {MAX_PAGE_SIZE}.")]
-Offset = Annotated[int, Parameter(ge=0, le=INT64_MAX, description="Users to skip.")]
+Offset = Annotated[
+    int,
+    Parameter(ge=0, le=INT64_MAX, description="Users to skip.", schema_extra={"format": "int64", "maximum": INT64_MAX}),
+]
+IdList = Annotated[
+    str,
+    Parameter(
+        description=f"Comma-separated user ids, 1 to {MAX_BATCH_SIZE}.",
+        schema_extra={"pattern": r"^-?[0-9]{1,19}(,-?[0-9]{1,19}){0,99}$", "example": "1,2,3"},
+    ),
+]
+
+_ID = re.compile(r"-?[0-9]{1,19}")
+
+
+def parse_id_list(text: str, *, parameter: str = "ids") -> list[int]:
+    """Parse `1,2,3` into ids.
+
+    Raises:
+        BadRequestError: An item is not a signed 64-bit integer, or there are none or too many.
+    """
+    items = text.split(",")
+    if len(items) > MAX_BATCH_SIZE:
+        raise BadRequestError(
+            f"{parameter}: at most {MAX_BATCH_SIZE} ids, got {len(items)}", parameter=parameter, source="query"
+        )
+    ids: list[int] = []
+    for item in items:
+        if not _ID.fullmatch(item) or not INT64_MIN <= (value := int(item)) <= INT64_MAX:
+            raise BadRequestError(
+                f"{parameter}: expected comma-separated signed 64-bit integers, got {item[:32]!r}",
+                parameter=parameter,
+                source="query",
+            )
+        ids.append(value)
+    return ids
 
 
 class UserController(Controller):
-    """Read users by id, by UUID, or page by page."""
+    """Users: read by id, by UUID, in batches or page by page; create, update, delete."""
 
     path = "/users"
     tags = ["users"]  # noqa: RUF012 - Litestar's declared attribute type
     dependencies = user_dependencies
 
-    @get(
-        "/",
-        operation_id="listUsers",
-        summary="List users",
-        responses=problem_responses(400),
-    )
+    @get("/", operation_id="listUsers", summary="List users", responses=problem_responses(400))
     async def list_users(
         self, user_service: NamedDependency[UserService], limit: Limit = 20, offset: Offset = 0
     ) -> UserPage:
@@ -52,12 +94,7 @@ class UserController(Controller):
         next_offset = offset + len(users) if offset + len(users) < total else None
         return UserPage(items=users, limit=limit, offset=offset, total=total, next_offset=next_offset)
 
-    @get(
-        "/{user_id:int}",
-        operation_id="getUser",
-        summary="Get a user by id",
-        responses=problem_responses(400, 404),
-    )
+    @get("/{user_id:int}", operation_id="getUser", summary="Get a user by id", responses=problem_responses(400, 404))
     async def get_user(self, user_id: UserIdParam, user_service: NamedDependency[UserService]) -> User:
         """Return one user, from the cache when it can."""
         return await user_service.get(user_id)
@@ -71,3 +108,46 @@ class UserController(Controller):
     async def get_user_by_uuid(self, user_uuid: UserUuidParam, user_service: NamedDependency[UserService]) -> User:
         """Return one user by UUID, from the cache when it can."""
         return await user_service.get_by_uuid(user_uuid)
+
+    @get("/batch", operation_id="getUsersBatch", summary="Get users by ids", responses=problem_responses(400))
+    async def get_batch(self, ids: IdList, user_service: NamedDependency[UserService]) -> UserBatch:
+        """Return the users among `ids` (one cache round trip, one query for the misses); unknown ids are listed."""
+        return await user_service.lookup(ids=parse_id_list(ids))
+
+    @post(
+        "/lookup",
+        operation_id="lookupUsers",
+        summary="Get users by ids and UUIDs",
+        status_code=200,
+        responses=problem_responses(400, 413),
+    )
+    async def lookup(self, data: JSONBody[UserLookup], user_service: NamedDependency[UserService]) -> UserBatch:
+        """Return the users among `ids` and `uuids`; unknown ones are listed, not errors."""
+        if len(data.ids) + len(data.uuids) > MAX_BATCH_SIZE:
+            raise BadRequestError(f"ids, uuids: at most {MAX_BATCH_SIZE} in all", parameter="ids", source="body")
+        return await user_service.lookup(ids=data.ids, uuids=data.uuids)
+
+    @post("/", operation_id="createUser", summary="Create a user", responses=problem_responses(400, 409, 413))
+    async def create_user(
+        self, data: JSONBody[UserCreate], user_service: NamedDependency[UserService]
+    ) -> Response[User]:
+        """Create a user; the server assigns `id` and `uuid`. The `Location` header points at it."""
+        user = await user_service.create(data)
+        return Response(user, status_code=201, headers={"Location": f"/users/{user.id}"})
+
+    @patch(
+        "/{user_id:int}",
+        operation_id="updateUser",
+        summary="Update a user",
+        responses=problem_responses(400, 404, 409, 413),
+    )
+    async def update_user(
+        self, user_id: UserIdParam, data: JSONBody[UserUpdate], user_service: NamedDependency[UserService]
+    ) -> User:
+        """Change some of a user's names and email; `version` goes up by one."""
+        return await user_service.update(user_id, data)
+
+    @delete("/{user_id:int}", operation_id="deleteUser", summary="Delete a user", responses=problem_responses(400, 404))
+    async def delete_user(self, user_id: UserIdParam, user_service: NamedDependency[UserService]) -> None:
+        """Delete a user (204)."""
+        await user_service.delete(user_id)

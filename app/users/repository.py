@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from app.users.models import User
 
-__all__ = ("SAMPLE_USERS", "UserRepository")
+__all__ = ("SAMPLE_USERS", "UPDATABLE_COLUMNS", "DuplicateEmailError", "UserRepository")
+
+UPDATABLE_COLUMNS = frozenset({"first_name", "last_name", "email"})
+"""Columns `update` may change; the names are interpolated into SQL, so nothing else is accepted."""
 
 SAMPLE_USERS: tuple[tuple[UUID, str, str, str], ...] = tuple(
     (UUID(f"550e8400-e29b-41d4-a716-4466554400{n:02d}"), first, last, f"{first.lower()}.{last.lower()}@example.com")
@@ -34,6 +37,10 @@ SAMPLE_USERS: tuple[tuple[UUID, str, str, str], ...] = tuple(
 """The ten users a new database is seeded with: ids 1-10, UUIDs 550e8400-e29b-41d4-a716-4466554400NN."""
 
 
+class DuplicateEmailError(Exception):
+    """Another user already has this email (compared case-insensitively)."""
+
+
 class UserRepository(ABC):
     """Users in a database: the source of truth behind the caches."""
 
@@ -52,6 +59,26 @@ class UserRepository(ABC):
     @abstractmethod
     async def list_page(self, *, limit: int, offset: int) -> tuple[list[User], int]:
         """Return one page of users ordered by id, and the total count."""
+
+    @abstractmethod
+    async def create(self, *, first_name: str, last_name: str, email: str) -> User:
+        """Insert a user with a new id and a random UUID, at version 1.
+
+        Raises:
+            DuplicateEmailError: The email is taken.
+        """
+
+    @abstractmethod
+    async def update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
+        """Apply `changes` (column to value), increment the version; `None` if there is no such user.
+
+        Raises:
+            DuplicateEmailError: The new email is taken.
+        """
+
+    @abstractmethod
+    async def delete(self, user_id: int) -> User | None:
+        """Delete a user and return the deleted row, or `None` if there was none."""
 
     @abstractmethod
     async def ping(self) -> None:

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
-from app.errors import NotFoundError
+from app.errors import ConflictError, NotFoundError
+from app.users.caches import TOMBSTONE_VERSION
+from app.users.models import UserBatch
+from app.users.repository import DuplicateEmailError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from uuid import UUID
 
     from app.cache import Cache
-    from app.users.models import User
+    from app.users.models import User, UserCreate, UserUpdate
     from app.users.repository import UserRepository
 
 __all__ = ("UserService",)
 
 
 class UserService:
-    """Cache-aside reads of users: caches first, the database for misses, absent users cached briefly."""
+    """Cache-aside reads and write-through writes of users.
+
+    Reads try the caches first and load misses from the database in one query per batch; unknown ids and
+    UUIDs are cached as absent for a short while. Writes commit to the database first, then put the new
+    row in every cache that can show the user (versioned, so a slow reader holding the old row cannot put it
+    back) or, on delete, leave tombstones.
+    """
 
     __slots__ = ("id_by_uuid", "repository", "user_by_id", "uuid_by_id")
 
@@ -36,6 +46,8 @@ class UserService:
         self.id_by_uuid = id_by_uuid
         self.uuid_by_id = uuid_by_id
 
+    # -- loaders: what a cache miss costs -----------------------------------------------------------
+
     async def _load_by_id(self, ids: list[int]) -> dict[int, User]:
         users = await self.repository.get_many_by_id(ids)
         if users:
@@ -45,9 +57,13 @@ class UserService:
     async def _load_id_by_uuid(self, uuids: list[UUID]) -> dict[UUID, int]:
         users = await self.repository.get_many_by_uuid(uuids)
         if users:
-            await self.user_by_id.set_many({user.id: user for user in users.values()})
-            await self.uuid_by_id.set_many({user.id: user.uuid for user in users.values()})
+            await asyncio.gather(
+                self.user_by_id.set_many({user.id: user for user in users.values()}),
+                self.uuid_by_id.set_many({user.id: user.uuid for user in users.values()}),
+            )
         return {uuid: user.id for uuid, user in users.items()}
+
+    # -- reads --------------------------------------------------------------------------------------
 
     async def get(self, user_id: int) -> User:
         """Return a user by id.
@@ -55,10 +71,10 @@ class UserService:
         Raises:
             NotFoundError: No such user.
         """
-        users = await self.user_by_id.get_many_or_load((user_id,), self._load_by_id)
-        if user_id not in users:
+        user = await self.user_by_id.get_or_load(user_id, self.repository.get_by_id)
+        if user is None:
             raise NotFoundError(f"No user with user_id {user_id}", parameter="user_id")
-        return users[user_id]
+        return user
 
     async def get_by_uuid(self, user_uuid: UUID) -> User:
         """Return a user by UUID (UUID to id through its own cache, then the user by id).
@@ -66,18 +82,84 @@ class UserService:
         Raises:
             NotFoundError: No such user.
         """
-        ids = await self.id_by_uuid.get_many_or_load((user_uuid,), self._load_id_by_uuid)
-        user_id = ids.get(user_uuid)
-        if user_id is not None:
-            users = await self.user_by_id.get_many_or_load((user_id,), self._load_by_id)
-            if user_id in users:
-                return users[user_id]
-        raise NotFoundError(f"No user with user_uuid {user_uuid}", parameter="user_uuid")
+        user_id = (await self.id_by_uuid.get_many_or_load((user_uuid,), self._load_id_by_uuid)).get(user_uuid)
+        user = None if user_id is None else await self.user_by_id.get_or_load(user_id, self.repository.get_by_id)
+        if user is None:
+            raise NotFoundError(f"No user with user_uuid {user_uuid}", parameter="user_uuid")
+        return user
 
-    async def get_many(self, user_ids: Sequence[int]) -> dict[int, User]:
-        """Return the users that exist among `user_ids`: one cache round trip, one query for the misses."""
-        return await self.user_by_id.get_many_or_load(user_ids, self._load_by_id)
+    async def lookup(self, ids: Sequence[int] = (), uuids: Sequence[UUID] = ()) -> UserBatch:
+        """Return the users among `ids` and `uuids`: one cache round trip per kind, one query for the misses."""
+        ids_of_uuids = await self.id_by_uuid.get_many_or_load(uuids, self._load_id_by_uuid) if uuids else {}
+        wanted = [*ids, *ids_of_uuids.values()]
+        users = await self.user_by_id.get_many_or_load(wanted, self._load_by_id) if wanted else {}
+        found: dict[int, User] = {}
+        for user_id in wanted:
+            if user_id in users:
+                found.setdefault(user_id, users[user_id])
+        return UserBatch(
+            users=list(found.values()),
+            missing_ids=list(dict.fromkeys(user_id for user_id in ids if user_id not in users)),
+            missing_uuids=[uuid for uuid in dict.fromkeys(uuids) if ids_of_uuids.get(uuid) not in users],
+        )
 
     async def list_page(self, *, limit: int, offset: int) -> tuple[list[User], int]:
         """Return one page of users, from the database (pages are not cached)."""
         return await self.repository.list_page(limit=limit, offset=offset)
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    async def create(self, data: UserCreate) -> User:
+        """Create a user and cache it under its id and UUID.
+
+        Raises:
+            ConflictError: The email is taken.
+        """
+        try:
+            user = await self.repository.create(first_name=data.first_name, last_name=data.last_name, email=data.email)
+        except DuplicateEmailError:
+            raise ConflictError(
+                f"A user with email {data.email!r} already exists", parameter="email", source="body"
+            ) from None
+        await asyncio.gather(
+            self.user_by_id.set(user.id, user),
+            self.id_by_uuid.set(user.uuid, user.id),
+            self.uuid_by_id.set(user.id, user.uuid),
+        )
+        return user
+
+    async def update(self, user_id: int, data: UserUpdate) -> User:
+        """Apply a partial update and cache the new version.
+
+        Raises:
+            NotFoundError: No such user.
+            ConflictError: The new email is taken.
+        """
+        changes = data.changes()
+        if not changes:
+            return await self.get(user_id)
+        try:
+            user = await self.repository.update(user_id, changes)
+        except DuplicateEmailError:
+            raise ConflictError(
+                f"A user with email {changes['email']!r} already exists", parameter="email", source="body"
+            ) from None
+        if user is None:
+            raise NotFoundError(f"No user with user_id {user_id}", parameter="user_id")
+        await self.user_by_id.set(user.id, user)
+        return user
+
+    async def delete(self, user_id: int) -> None:
+        """Delete a user and leave tombstones in its caches.
+
+        Raises:
+            NotFoundError: No such user.
+        """
+        user = await self.repository.delete(user_id)
+        if user is None:
+            raise NotFoundError(f"No user with user_id {user_id}", parameter="user_id")
+        await asyncio.gather(
+            self.user_by_id.set_absent(user.id, version=user.version + 1, ttl=self.user_by_id.ttl),
+            self.id_by_uuid.set_absent(user.uuid, version=TOMBSTONE_VERSION, ttl=self.id_by_uuid.ttl),
+            self.uuid_by_id.set_absent(user.id, version=TOMBSTONE_VERSION, ttl=self.uuid_by_id.ttl),
+        )

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import aiosqlite
 
 from app.users.migrations import load_migrations
 from app.users.models import User
-from app.users.repository import SAMPLE_USERS, UserRepository
+from app.users.repository import SAMPLE_USERS, UPDATABLE_COLUMNS, DuplicateEmailError, UserRepository
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncGenerator, Mapping, Sequence
 
 __all__ = ("SQLiteUserRepository",)
 
 _COLUMNS = "id, uuid, first_name, last_name, email, version, created_at, updated_at"
+_INSERT = f"INSERT INTO users (uuid, first_name, last_name, email, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}"  # noqa: E501, S608
 # SQLite's default limit on bound parameters is 999 on old builds.
 _MAX_PARAMS = 900
 
@@ -86,33 +89,66 @@ class SQLiteUserRepository(UserRepository):
         for name, sql in load_migrations("sqlite"):
             if name in applied:
                 continue
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            async with self._transaction():
                 for statement in filter(str.strip, sql.split(";")):
                     await self._conn.execute(statement)
                 await self._conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, _now()))
+
+    async def _seed(self) -> None:
+        async with self._transaction():
+            async with self._conn.execute("SELECT EXISTS (SELECT 1 FROM users)") as cursor:
+                row = await cursor.fetchone()
+            if row is not None and not row[0]:
+                now = _now()
+                await self._conn.executemany(
+                    "INSERT INTO users (uuid, first_name, last_name, email, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [(str(uuid), first, last, email, now, now) for uuid, first, last, email in SAMPLE_USERS],
+                )
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncGenerator[None]:
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
             except BaseException:
                 await self._conn.execute("ROLLBACK")
                 raise
             await self._conn.execute("COMMIT")
 
-    async def _seed(self) -> None:
-        async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                async with self._conn.execute("SELECT EXISTS (SELECT 1 FROM users)") as cursor:
-                    row = await cursor.fetchone()
-                if row is not None and not row[0]:
-                    now = _now()
-                    await self._conn.executemany(
-                        "INSERT INTO users (uuid, first_name, last_name, email, created_at, updated_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        [(str(uuid), first, last, email, now, now) for uuid, first, last, email in SAMPLE_USERS],
-                    )
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            await self._conn.execute("COMMIT")
+    async def _fetch_one(self, query: str, params: Sequence[Any]) -> User | None:
+        async with self._conn.execute(query, params) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else _row_to_user(row)
+
+    async def create(self, *, first_name: str, last_name: str, email: str) -> User:  # noqa: D102
+        now = _now()
+        try:
+            async with self._transaction():
+                user = await self._fetch_one(_INSERT, (str(uuid4()), first_name, last_name, email, now, now))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateEmailError(email) from exc
+        assert user is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
+        return user
+
+    async def update(self, user_id: int, changes: Mapping[str, str]) -> User | None:  # noqa: D102
+        if not changes.keys() <= UPDATABLE_COLUMNS:
+            raise ValueError(f"not updatable: {sorted(changes.keys() - UPDATABLE_COLUMNS)}")
+        assignments = "".join(f"{column} = ?, " for column in changes)
+        try:
+            async with self._transaction():
+                return await self._fetch_one(
+                    f"UPDATE users SET {assignments}version = version + 1, updated_at = ?"  # noqa: S608 - allow-listed columns
+                    f" WHERE id = ? RETURNING {_COLUMNS}",
+                    (*changes.values(), _now(), user_id),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateEmailError(changes.get("email", "")) from exc
+
+    async def delete(self, user_id: int) -> User | None:  # noqa: D102
+        async with self._transaction():
+            return await self._fetch_one(f"DELETE FROM users WHERE id = ? RETURNING {_COLUMNS}", (user_id,))  # noqa: S608
 
     async def _select_in(self, column: str, values: Sequence[Any]) -> list[User]:
         users: list[User] = []
