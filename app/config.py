@@ -42,6 +42,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Prepended to every cache key, so several services can share one Redis."""
     cache_max_entries: Annotated[int, msgspec.Meta(ge=1)] = 100_000
     """Size bound of the memory backend."""
+    cache_enabled: bool = True
+    """`false`: store nothing, every read goes to the database (for tests and the miss-path benchmark)."""
+    cache_coalesce: bool = True
+    """Send concurrent cache reads of one event-loop tick to Redis as one MGET."""
+    cache_stale_ttl_seconds: Seconds = 30.0
+    """Stale-while-revalidate: how long past its TTL an entry is still served while one request reloads it."""
+    cache_early_refresh: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.0
+    """Probabilistic early refresh strength (0 off, 1 typical)."""
+    cache_near_enabled: bool = False
+    """Near cache (L1): an in-process LRU in front of Redis, invalidated across replicas over pub/sub."""
+    cache_near_ttl_seconds: PositiveSeconds = 5.0
+    """Longest life of a near-cache entry (an upper bound on staleness if an invalidation is ever lost)."""
+    cache_near_max_entries: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    """Size bound of each near cache."""
     seed_sample_users: bool = True
     """Insert the ten sample users into an empty database."""
     log_level: LogLevel = "INFO"

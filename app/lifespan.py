@@ -7,6 +7,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from app.cache import CacheManager, CircuitBreakerBackend, MemoryBackend, RedisBackend
+from app.cache.coalesce import CoalescingBackend
+from app.cache.invalidation import InvalidationBus
+from app.cache.null import NullBackend
 from app.users.postgres import PostgresUserRepository
 from app.users.sqlite import SQLiteUserRepository
 
@@ -31,19 +34,29 @@ def build_cache_manager(settings: Settings, backend: CacheBackend | None = None)
         settings: The application settings.
         backend: Use this backend instead of the one the settings describe (tests inject faulty ones).
     """
+    bus = None
     if backend is None:
-        if settings.redis_url is None:
+        if not settings.cache_enabled:
+            backend = NullBackend()
+        elif settings.redis_url is None:
             backend = MemoryBackend(max_entries=settings.cache_max_entries)
         else:
-            backend = CircuitBreakerBackend(
-                RedisBackend.from_url(settings.redis_url, cluster=settings.redis_cluster),
-                timeout=settings.cache_timeout_ms / 1000,
-            )
+            redis = RedisBackend.from_url(settings.redis_url, cluster=settings.redis_cluster)
+            backend = CircuitBreakerBackend(redis, timeout=settings.cache_timeout_ms / 1000)
+            if settings.cache_coalesce:
+                backend = CoalescingBackend(backend)
+            if settings.cache_near_enabled:
+                bus = InvalidationBus(redis.client, f"{settings.cache_prefix}:invalidations")
     return CacheManager(
         backend,
         prefix=settings.cache_prefix,
         default_ttl=settings.cache_ttl_seconds,
         default_negative_ttl=settings.cache_negative_ttl_seconds,
+        default_stale_ttl=settings.cache_stale_ttl_seconds,
+        default_early_refresh=settings.cache_early_refresh,
+        bus=bus,
+        near_ttl=settings.cache_near_ttl_seconds,
+        near_max_entries=settings.cache_near_max_entries,
     )
 
 
@@ -63,6 +76,7 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None]:
     async with AsyncExitStack() as stack:
         manager = build_cache_manager(settings, app.state.get("cache_backend"))
         stack.push_async_callback(manager.close)
+        manager.start()
         repository = await open_repository(settings)
         stack.push_async_callback(repository.close)
         app.state.cache_manager = manager

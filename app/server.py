@@ -14,6 +14,7 @@ from app.deps import app_dependencies
 from app.errors import exception_handlers
 from app.health import HealthController
 from app.lifespan import lifespan
+from app.metrics import install_metrics, metrics
 from app.middleware import RequestIdMiddleware
 from app.openapi import refine_openapi
 from app.users.controller import UserController
@@ -35,7 +36,7 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
         cache_backend: Use this backend instead of the one `settings` describe (for tests).
     """
     app = Litestar(
-        route_handlers=[UserController, HealthController],
+        route_handlers=[UserController, HealthController, metrics],
         dependencies=app_dependencies,
         lifespan=[lifespan],
         state=State({"settings": settings, "cache_backend": cache_backend}),
@@ -52,6 +53,7 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
         logging_config=None,  # `python -m app` configures logging (app.logs), once per process, before serving
     )
     refine_openapi(app)
+    install_metrics(app)  # a registry of this app's own, and HTTP counters around the router (404s included)
     # Outermost, around the router too, so 404s, 405s and path-type 400s also carry a request id.
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
     return app

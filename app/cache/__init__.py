@@ -2,8 +2,12 @@
 
 from app.cache.backend import CacheBackend, CacheBackendError, Entry
 from app.cache.breaker import BreakerState, CircuitBreakerBackend
+from app.cache.coalesce import CoalescingBackend
+from app.cache.invalidation import InvalidationBus
 from app.cache.manager import CacheHealth, CacheManager, CacheSpec
 from app.cache.memory import MemoryBackend
+from app.cache.near import NearCache
+from app.cache.null import NullBackend
 from app.cache.redis import RedisBackend
 from app.cache.stats import CacheStats
 from app.cache.typed import Cache
@@ -18,7 +22,11 @@ __all__ = (
     "CacheSpec",
     "CacheStats",
     "CircuitBreakerBackend",
+    "CoalescingBackend",
     "Entry",
+    "InvalidationBus",
     "MemoryBackend",
+    "NearCache",
+    "NullBackend",
     "RedisBackend",
 )

@@ -48,7 +48,7 @@ class CacheBackend(ABC):
 
     @abstractmethod
     async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
-        """Store each entry unless the stored value carries a version at least as new.
+        """Store each entry unless the stored value carries a newer version (an equal one is replaced).
 
         Values written this way start with their version as `VERSION_WIDTH` hex digits; a stored value
         without a readable version is replaced.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -9,12 +10,15 @@ import msgspec
 
 from app.cache.backend import CacheBackendError
 from app.cache.breaker import CircuitBreakerBackend
+from app.cache.coalesce import CoalescingBackend
+from app.cache.near import NearCache
 from app.cache.typed import Cache
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from app.cache.backend import CacheBackend
+    from app.cache.invalidation import InvalidationBus
     from app.cache.stats import CacheStats
 
 __all__ = ("CacheHealth", "CacheManager", "CacheSpec")
@@ -40,6 +44,13 @@ class CacheSpec(Generic[K, V]):
     """Seconds an "absent" entry lives; `None` takes the manager's default, 0 disables."""
     version_of: Callable[[V], int] | None = None
     key_encoder: Callable[[K], str] | None = None
+    stale_ttl: float | None = None
+    """Seconds past `ttl` an entry may be served while one caller refreshes it (stale-while-revalidate);
+    `None` takes the manager's default, 0 disables."""
+    early_refresh: float | None = None
+    """Probabilistic early refresh strength (0 off, 1 typical); `None` takes the manager's default."""
+    near: bool = False
+    """Put an in-process near cache (L1) in front of the backend, when the manager has one configured."""
 
 
 class CacheHealth(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,7 +66,20 @@ class CacheHealth(msgspec.Struct, frozen=True, kw_only=True):
 class CacheManager:
     """Owns a backend and the typed caches built on it; built and closed by the application lifespan."""
 
-    __slots__ = ("_caches", "backend", "default_negative_ttl", "default_ttl", "jitter", "prefix")
+    __slots__ = (
+        "_caches",
+        "backend",
+        "bus",
+        "clock",
+        "default_early_refresh",
+        "default_negative_ttl",
+        "default_stale_ttl",
+        "default_ttl",
+        "jitter",
+        "near_max_entries",
+        "near_ttl",
+        "prefix",
+    )
 
     def __init__(
         self,
@@ -65,8 +89,14 @@ class CacheManager:
         default_ttl: float = 300.0,
         default_negative_ttl: float = 30.0,
         jitter: float = 0.1,
+        default_stale_ttl: float = 0.0,
+        default_early_refresh: float = 0.0,
+        bus: InvalidationBus | None = None,
+        near_ttl: float = 5.0,
+        near_max_entries: int = 10_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """Take ownership of `backend` (it is closed by `close()`).
+        """Take ownership of `backend` and `bus` (they are closed by `close()`).
 
         Args:
             backend: The backend every cache of this manager uses, usually a `CircuitBreakerBackend`.
@@ -74,12 +104,24 @@ class CacheManager:
             default_ttl: Seconds, for specs that set none.
             default_negative_ttl: Seconds, for specs that set none.
             jitter: TTL jitter fraction for every cache.
+            default_stale_ttl: Stale-while-revalidate window, for specs that set none.
+            default_early_refresh: Early refresh strength, for specs that set none.
+            bus: Cross-process invalidation; specs with `near=True` get a near cache only when there is one.
+            near_ttl: Seconds a near-cache entry lives at most.
+            near_max_entries: Size bound of each near cache.
+            clock: Wall-clock seconds for soft TTLs; tests inject their own.
         """
         self.backend = backend
         self.prefix = prefix
         self.default_ttl = default_ttl
         self.default_negative_ttl = default_negative_ttl
         self.jitter = jitter
+        self.default_stale_ttl = default_stale_ttl
+        self.default_early_refresh = default_early_refresh
+        self.bus = bus
+        self.near_ttl = near_ttl
+        self.near_max_entries = near_max_entries
+        self.clock = clock
         self._caches: dict[str, tuple[CacheSpec[Any, Any], Cache[Any, Any]]] = {}
 
     def cache(self, spec: CacheSpec[K, V]) -> Cache[K, V]:
@@ -93,6 +135,10 @@ class CacheManager:
             if known[0] is not spec and known[0] != spec:
                 raise ValueError(f"cache namespace {spec.namespace!r} is declared twice")
             return cast("Cache[K, V]", known[1])
+        near = None
+        if spec.near and self.bus is not None:
+            near = NearCache(max_entries=self.near_max_entries, ttl=self.near_ttl)
+            self.bus.attach(near)
         cache = Cache(
             self.backend,
             namespace=spec.namespace,
@@ -104,6 +150,11 @@ class CacheManager:
             prefix=self.prefix,
             key_encoder=spec.key_encoder,
             version_of=spec.version_of,
+            stale_ttl=self.default_stale_ttl if spec.stale_ttl is None else spec.stale_ttl,
+            early_refresh=self.default_early_refresh if spec.early_refresh is None else spec.early_refresh,
+            near=near,
+            bus=self.bus,
+            clock=self.clock,
         )
         self._caches[spec.namespace] = (spec, cache)
         return cache
@@ -112,17 +163,33 @@ class CacheManager:
         """Counters of every cache built so far, by namespace."""
         return {namespace: cache.stats for namespace, (_, cache) in self._caches.items()}
 
+    @property
+    def breaker(self) -> CircuitBreakerBackend | None:
+        """The circuit breaker around the backend, if there is one."""
+        backend = self.backend
+        if isinstance(backend, CoalescingBackend):
+            backend = backend.inner
+        return backend if isinstance(backend, CircuitBreakerBackend) else None
+
     async def health(self) -> CacheHealth:
         """Ping the backend. Never raises: a dead backend is reported as degraded."""
-        breaker = self.backend.state.value if isinstance(self.backend, CircuitBreakerBackend) else "none"
+        breaker = self.breaker
         try:
             await self.backend.ping()
         except CacheBackendError as exc:
-            return CacheHealth(backend=self.backend.name, status="degraded", breaker=breaker, error=str(exc))
-        if isinstance(self.backend, CircuitBreakerBackend):
-            breaker = self.backend.state.value
-        return CacheHealth(backend=self.backend.name, status="ok", breaker=breaker)
+            state = breaker.state.value if breaker else "none"
+            return CacheHealth(backend=self.backend.name, status="degraded", breaker=state, error=str(exc))
+        return CacheHealth(backend=self.backend.name, status="ok", breaker=breaker.state.value if breaker else "none")
+
+    def start(self) -> None:
+        """Start background work (the invalidation listener). Called by the lifespan."""
+        if self.bus is not None:
+            self.bus.start()
 
     async def close(self) -> None:
-        """Close the backend. Idempotent."""
+        """Stop background work and close the backend. Idempotent."""
+        if self.bus is not None:
+            await self.bus.close()
+        for _, cache in self._caches.values():
+            await cache.drain()
         await self.backend.close()

@@ -73,7 +73,7 @@ class MemoryBackend(CacheBackend):
         written: list[bool] = []
         for entry, version in zip(entries, versions, strict=True):
             current = stored_version(self._get(entry.key, now))
-            ok = current is None or current < version
+            ok = current is None or current <= version
             if ok:
                 self._put(entry, now)
             written.append(ok)

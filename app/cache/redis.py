@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 
 __all__ = ("RedisBackend",)
 
-# Compare-and-set on the version prefix, so a reader that loaded an old row never replaces a newer one.
+# Compare-and-set on the version prefix, so a reader that loaded an old row never replaces a newer one
+# (an equal version is the same row, so it may be rewritten: that is how a refresh extends an entry).
 _SET_IF_NEWER = f"""
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local v = tonumber(string.sub(cur, 1, {VERSION_WIDTH}), 16)
-  if v and v >= tonumber(ARGV[2]) then return 0 end
+  if v and v > tonumber(ARGV[2]) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1

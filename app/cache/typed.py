@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from enum import Enum
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
     from app.cache.backend import CacheBackend
+    from app.cache.invalidation import InvalidationBus
+    from app.cache.near import NearCache
 
 __all__ = ("Cache",)
 
@@ -33,11 +36,22 @@ _MAX_DIRTY = 10_000
 _ABSENT = b""
 """Payload of a negative entry: no msgpack encoding is empty."""
 
+_FRESH_WIDTH = 12
+"""Entries with a soft TTL carry their "fresh until" time as this many hex digits of epoch milliseconds."""
+
 
 class _Status(Enum):
     HIT = 1
     MISS = 2
     ABSENT = 3
+    STALE = 4
+    """Past its soft TTL: served, and refreshed in the background."""
+    EARLY = 5
+    """Fresh, but chosen for an early refresh (served, and refreshed in the background)."""
+
+
+_SERVED = (_Status.HIT, _Status.STALE, _Status.EARLY)
+_REFRESH = (_Status.STALE, _Status.EARLY)
 
 
 class Cache(Generic[K, V]):
@@ -53,15 +67,22 @@ class Cache(Generic[K, V]):
 
     __slots__ = (
         "_backend",
+        "_bus",
+        "_clock",
         "_codec",
         "_dirty",
         "_encode_key",
         "_inflight",
         "_key_prefix",
+        "_load_seconds",
+        "_near",
+        "_refreshing",
         "_tasks",
+        "early_refresh",
         "jitter",
         "namespace",
         "negative_ttl",
+        "stale_ttl",
         "stats",
         "ttl",
         "version_of",
@@ -80,6 +101,11 @@ class Cache(Generic[K, V]):
         prefix: str = "cache",
         key_encoder: Callable[[K], str] | None = None,
         version_of: Callable[[V], int] | None = None,
+        stale_ttl: float = 0.0,
+        early_refresh: float = 0.0,
+        near: NearCache | None = None,
+        bus: InvalidationBus | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """Create a typed cache. `CacheManager.cache` is the usual way to get one.
 
@@ -95,11 +121,21 @@ class Cache(Generic[K, V]):
             prefix: Application-wide key prefix.
             key_encoder: Turns a key into text; defaults by `key_type`.
             version_of: Makes the cache versioned (see the class docstring).
+            stale_ttl: Stale-while-revalidate: for this many seconds after `ttl`, an entry is still served
+                by `get_or_load` / `get_many_or_load` while one caller reloads it in the background.
+            early_refresh: Probabilistic early refresh (XFetch) strength, 0 to disable, 1 is typical: as
+                an entry nears the end of its TTL, a hit reloads it in the background with rising
+                probability, scaled by how long loads take, so hot keys never expire under load.
+            near: An in-process near cache (L1) in front of the backend; only correct with a `bus`.
+            bus: Publishes this cache's writes so other processes drop them from their near caches.
+            clock: Wall-clock seconds for soft TTLs (shared between processes); tests inject their own.
         """
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         if not 0 <= jitter < 1:
             raise ValueError("jitter must be in [0, 1)")
+        if stale_ttl < 0 or early_refresh < 0:
+            raise ValueError("stale_ttl and early_refresh must not be negative")
         self._backend = backend
         self._codec = ValueCodec(value_type)
         self._encode_key = key_encoder or key_encoder_for(key_type)
@@ -107,11 +143,18 @@ class Cache(Generic[K, V]):
         self._inflight: dict[K, asyncio.Future[V | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty: dict[str, float] = {}
+        self._refreshing: set[K] = set()
         self.namespace = namespace
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.jitter = jitter
         self.version_of = version_of
+        self.stale_ttl = stale_ttl
+        self.early_refresh = early_refresh
+        self._near = near
+        self._bus = bus
+        self._clock = clock
+        self._load_seconds = 0.05  # running estimate of one load, for early refresh
         self.stats = CacheStats()
 
     def __repr__(self) -> str:
@@ -123,16 +166,25 @@ class Cache(Generic[K, V]):
 
     # -- encoding ---------------------------------------------------------------------------------
 
-    def _ttl_ms(self, ttl: float) -> int:
+    @property
+    def _soft(self) -> bool:
+        """Whether entries carry a soft expiry (stale-while-revalidate or early refresh)."""
+        return self.stale_ttl > 0 or self.early_refresh > 0
+
+    def _jittered(self, ttl: float) -> float:
         if self.jitter:
             ttl *= 1 - self.jitter * random.random()  # noqa: S311 - not security sensitive
-        return max(1, int(ttl * 1000))
+        return ttl
 
-    def _pack(self, value: V | None, version: int) -> bytes:
-        payload = _ABSENT if value is None else self._codec.encode(value)
-        if self.version_of is None:
-            return payload
-        return b"%016x" % version + payload
+    def _entry(self, key: K, value: V | None, version: int, ttl: float) -> Entry:
+        ttl = self._jittered(ttl)
+        data = _ABSENT if value is None else self._codec.encode(value)
+        if self._soft and value is not None:
+            data = b"%012x" % int((self._clock() + ttl) * 1000) + data
+            ttl += self.stale_ttl
+        if self.version_of is not None:
+            data = b"%016x" % version + data
+        return Entry(self.key(key), data, max(1, int(ttl * 1000)))
 
     def _unpack(self, data: bytes) -> tuple[_Status, V | None]:
         if self.version_of is not None:
@@ -140,24 +192,58 @@ class Cache(Generic[K, V]):
             data = data[VERSION_WIDTH:]
         if data == _ABSENT:
             return _Status.ABSENT, None
-        return _Status.HIT, self._codec.decode(data)
+        if not self._soft:
+            return _Status.HIT, self._codec.decode(data)
+        fresh_until = int(data[:_FRESH_WIDTH], 16) / 1000
+        value = self._codec.decode(data[_FRESH_WIDTH:])
+        now = self._clock()
+        if now >= fresh_until:
+            return _Status.STALE, value
+        if (
+            self.early_refresh
+            and now - self._load_seconds * self.early_refresh * math.log(random.random() or 1e-12) >= fresh_until  # noqa: S311
+        ):
+            return _Status.EARLY, value
+        return _Status.HIT, value
 
     # -- lookups ----------------------------------------------------------------------------------
 
     async def _lookup(self, keys: Sequence[K]) -> list[tuple[_Status, V | None]]:
-        if self._dirty and not await self._repair():
-            self.stats.misses += len(keys)
-            return [(_Status.MISS, None)] * len(keys)
+        near = self._near
+        if near is None or not near.enabled:
+            return await self._remote_lookup([self.key(key) for key in keys])
         backend_keys = [self.key(key) for key in keys]
+        results: list[tuple[_Status, V | None]] = []
+        remote: list[int] = []
+        for n, backend_key in enumerate(backend_keys):
+            item = near.get(backend_key)
+            if item is None:
+                remote.append(n)
+            results.append(item or (_Status.MISS, None))
+        self.stats.near_hits += len(keys) - len(remote)
+        self.stats.near_misses += len(remote)
+        if remote:
+            epoch = near.epoch
+            fetched = await self._remote_lookup([backend_keys[n] for n in remote])
+            for n, result in zip(remote, fetched, strict=True):
+                results[n] = result
+                if result[0] is _Status.HIT or result[0] is _Status.ABSENT:
+                    near.put(backend_keys[n], result, epoch)
+        return results
+
+    async def _remote_lookup(self, backend_keys: list[str]) -> list[tuple[_Status, V | None]]:
+        stats = self.stats
+        if self._dirty and not await self._repair():
+            stats.misses += len(backend_keys)
+            return [(_Status.MISS, None)] * len(backend_keys)
         try:
             raw = await self._backend.get_many(backend_keys)
         except CacheBackendError:
-            self.stats.errors += 1
-            self.stats.misses += len(keys)
-            return [(_Status.MISS, None)] * len(keys)
+            stats.errors += 1
+            stats.misses += len(backend_keys)
+            return [(_Status.MISS, None)] * len(backend_keys)
         results: list[tuple[_Status, V | None]] = []
         corrupt: list[str] = []
-        stats = self.stats
         for backend_key, data in zip(backend_keys, raw, strict=True):
             if data is None:
                 stats.misses += 1
@@ -171,10 +257,13 @@ class Cache(Generic[K, V]):
                 corrupt.append(backend_key)
                 results.append((_Status.MISS, None))
                 continue
-            if result[0] is _Status.HIT:
-                stats.hits += 1
-            else:
+            status = result[0]
+            if status is _Status.ABSENT:
                 stats.negative_hits += 1
+            else:
+                stats.hits += 1
+                if status is _Status.STALE:
+                    stats.stale_serves += 1
             results.append(result)
         if corrupt:
             logger.warning(
@@ -192,14 +281,21 @@ class Cache(Generic[K, V]):
         unique = list(dict.fromkeys(keys))
         found: dict[K, V] = {}
         for key, (status, value) in zip(unique, await self._lookup(unique), strict=True):
-            if status is _Status.HIT:
+            if status in _SERVED:
                 found[key] = value  # type: ignore[assignment]
         return found
 
     # -- writes -----------------------------------------------------------------------------------
 
     async def _write(self, items: Sequence[tuple[K, V | None, int]], ttl: float, *, track: bool = True) -> None:
-        entries = [Entry(self.key(key), self._pack(value, version), self._ttl_ms(ttl)) for key, value, version in items]
+        """Write entries.
+
+        `track` marks an application write (not a fill from a load): it is remembered if it fails, and it is
+        dropped from every near cache.
+        """
+        entries = [self._entry(key, value, version, ttl) for key, value, version in items]
+        if track:
+            await self._invalidate_near([entry.key for entry in entries])
         try:
             if self.version_of is None:
                 await self._backend.set_many(entries)
@@ -212,10 +308,20 @@ class Cache(Generic[K, V]):
             if track:
                 self._mark_dirty([entry.key for entry in entries])
             return
-        if track and self._dirty:
-            for n, entry in enumerate(entries):
-                if written is None or written[n]:
-                    self._dirty.pop(entry.key, None)
+        if track:
+            if self._dirty:
+                for n, entry in enumerate(entries):
+                    if written is None or written[n]:
+                        self._dirty.pop(entry.key, None)
+            await self._publish([entry.key for entry in entries])
+
+    async def _invalidate_near(self, backend_keys: list[str]) -> None:
+        if self._near is not None:
+            self.stats.near_invalidations += self._near.invalidate(backend_keys)
+
+    async def _publish(self, backend_keys: list[str]) -> None:
+        if self._bus is not None and not await self._bus.publish(backend_keys):
+            self.stats.errors += 1
 
     def _mark_dirty(self, backend_keys: Iterable[str]) -> None:
         """Remember keys whose write or delete failed: they may still hold a value the caller replaced."""
@@ -256,6 +362,7 @@ class Cache(Generic[K, V]):
         if self._inflight:
             for key in keys:
                 self._inflight.pop(key, None)
+                self._refreshing.discard(key)
 
     async def set(self, key: K, value: V, ttl: float | None = None) -> None:
         """Store a value (in a versioned cache: unless a newer version is cached)."""
@@ -278,6 +385,7 @@ class Cache(Generic[K, V]):
             await self._write([(key, None, version)], ttl)
 
     async def _delete_backend_keys(self, backend_keys: list[str]) -> None:
+        await self._invalidate_near(backend_keys)
         try:
             await self._backend.delete_many(backend_keys)
         except CacheBackendError:
@@ -286,6 +394,7 @@ class Cache(Generic[K, V]):
             return
         for backend_key in backend_keys:
             self._dirty.pop(backend_key, None)
+        await self._publish(backend_keys)
 
     async def delete(self, key: K) -> None:
         """Remove a key (and any "absent" entry for it)."""
@@ -321,29 +430,19 @@ class Cache(Generic[K, V]):
 
         `loader` gets the missing keys that no concurrent call is already loading, and returns the values it
         found; keys it leaves out are cached as "absent" (if negative caching is on) and left out of the
-        result. Keys being loaded by a concurrent call are awaited, not loaded again.
+        result. Keys being loaded by a concurrent call are awaited, not loaded again. Entries past their soft
+        TTL (or picked for early refresh) are returned at once and reloaded in the background.
         """
-        unique = list(dict.fromkeys(keys))
         found: dict[K, V] = {}
         waiting: dict[K, asyncio.Future[V | None]] = {}
         to_lookup: list[K] = []
-        for key in unique:
+        for key in dict.fromkeys(keys):
             flight = self._inflight.get(key)
-            if flight is None:
+            if flight is None or key in self._refreshing:  # a refresh is not waited for: the stale value is served
                 to_lookup.append(key)
             else:
                 waiting[key] = flight
-        missing: list[K] = []
-        if to_lookup:
-            for key, (status, value) in zip(to_lookup, await self._lookup(to_lookup), strict=True):
-                if status is _Status.HIT:
-                    found[key] = value  # type: ignore[assignment]
-                elif status is _Status.MISS:
-                    flight = self._inflight.get(key)
-                    if flight is None:
-                        missing.append(key)
-                    else:
-                        waiting[key] = flight
+        missing = await self._collect(to_lookup, found, waiting, loader) if to_lookup else []
         self.stats.coalesced += len(waiting)
         if missing:
             waiting.update(self._start_load(missing, loader))
@@ -353,12 +452,40 @@ class Cache(Generic[K, V]):
                 found[key] = value
         return found
 
+    async def _collect(
+        self,
+        keys: list[K],
+        found: dict[K, V],
+        waiting: dict[K, asyncio.Future[V | None]],
+        loader: Callable[[list[K]], Awaitable[Mapping[K, V]]],
+    ) -> list[K]:
+        """Look `keys` up; fill `found` and `waiting`, start background refreshes, return the keys to load."""
+        missing: list[K] = []
+        refresh: list[K] = []
+        for key, (status, value) in zip(keys, await self._lookup(keys), strict=True):
+            if status in _SERVED:
+                found[key] = value  # type: ignore[assignment]
+                if status in _REFRESH and key not in self._inflight:
+                    refresh.append(key)
+            elif status is _Status.MISS:
+                flight = self._inflight.get(key)
+                if flight is None:
+                    missing.append(key)
+                else:
+                    waiting[key] = flight
+        if refresh:
+            self.stats.refreshes += len(refresh)
+            self._start_load(refresh, loader, refresh=True)  # served now; reloaded in the background by one caller
+        return missing
+
     def _start_load(
-        self, keys: list[K], loader: Callable[[list[K]], Awaitable[Mapping[K, V]]]
+        self, keys: list[K], loader: Callable[[list[K]], Awaitable[Mapping[K, V]]], *, refresh: bool = False
     ) -> dict[K, asyncio.Future[V | None]]:
         loop = asyncio.get_running_loop()
         flights: dict[K, asyncio.Future[V | None]] = {key: loop.create_future() for key in keys}
         self._inflight.update(flights)
+        if refresh:
+            self._refreshing.update(keys)
         task = loop.create_task(self._load(keys, loader, flights))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -371,8 +498,10 @@ class Cache(Generic[K, V]):
         flights: dict[K, asyncio.Future[V | None]],
     ) -> None:
         self.stats.loads += len(keys)
+        started = time.perf_counter()
         try:
             loaded = await loader(keys)
+            self._load_seconds = 0.8 * self._load_seconds + 0.2 * (time.perf_counter() - started)
             present = {key: loaded[key] for key in keys if key in loaded}
             if present:
                 await self._write(self._versioned(present.items()), self.ttl, track=False)
@@ -394,8 +523,16 @@ class Cache(Generic[K, V]):
             for key, flight in flights.items():
                 if self._inflight.get(key) is flight:
                     del self._inflight[key]
+                    self._refreshing.discard(key)
         for key, flight in flights.items():
             flight.set_result(present.get(key))
+
+    async def drain(self) -> None:
+        """Cancel the loads still running (background refreshes, abandoned loads) and wait for them to end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def inflight(self) -> int:

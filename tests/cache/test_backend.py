@@ -61,8 +61,9 @@ def _versioned(version: int, payload: bytes) -> bytes:
 async def test_set_if_newer_never_replaces_a_newer_version(backend: CacheBackend) -> None:
     assert await backend.set_many_if_newer([Entry("u", _versioned(2, b"two"), 10_000)], [2]) == [True]
     assert await backend.set_many_if_newer([Entry("u", _versioned(1, b"one"), 10_000)], [1]) == [False]
-    assert await backend.set_many_if_newer([Entry("u", _versioned(2, b"again"), 10_000)], [2]) == [False]
     assert await backend.get_many(["u"]) == [_versioned(2, b"two")]
+    assert await backend.set_many_if_newer([Entry("u", _versioned(2, b"again"), 10_000)], [2]) == [True]
+    assert await backend.get_many(["u"]) == [_versioned(2, b"again")]
     assert await backend.set_many_if_newer([Entry("u", _versioned(3, b"three"), 10_000)], [3]) == [True]
     assert await backend.get_many(["u"]) == [_versioned(3, b"three")]
 

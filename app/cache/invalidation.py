@@ -1,0 +1,132 @@
+"""Cross-process invalidation of near caches over Redis pub/sub."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from redis.asyncio import Redis, RedisCluster
+
+    from app.cache.near import NearCache
+
+__all__ = ("InvalidationBus",)
+
+logger = logging.getLogger("app.cache")
+
+_KEY_SEPARATOR = "\n"
+
+
+class InvalidationBus:
+    """Publish the keys this process writes; drop the keys every process writes from the near caches.
+
+    Near caches are enabled only while the subscription is up: when it drops (Redis restarts, the network
+    fails, a ping goes unanswered), every near cache is cleared and turned off until the bus has subscribed
+    again, so a missed invalidation can never leave a stale entry behind.
+    """
+
+    __slots__ = ("_client", "_near", "_task", "channel", "connected", "ping_interval", "published", "received")
+
+    def __init__(self, client: Redis | RedisCluster, channel: str, *, ping_interval: float = 1.0) -> None:
+        """Use `client` (not closed by the bus) to publish and subscribe on `channel`."""
+        self._client = client
+        self.channel = channel
+        self.ping_interval = ping_interval
+        self._near: list[NearCache] = []
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.published = 0
+        self.received = 0
+
+    def attach(self, near: NearCache) -> None:
+        """Keep `near` in step with the channel."""
+        self._near.append(near)
+        near.enabled = self.connected.is_set()
+
+    async def publish(self, keys: Sequence[str]) -> bool:
+        """Tell every process to drop `keys` from its near caches. Returns whether the message went out."""
+        try:
+            await self._client.publish(self.channel, _KEY_SEPARATOR.join(keys))  # pyright: ignore[reportUnknownMemberType]
+        except (RedisError, OSError):
+            return False
+        self.published += 1
+        return True
+
+    def start(self) -> None:
+        """Start listening in the background."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="cache-invalidation-bus")
+
+    async def close(self) -> None:
+        """Stop listening; near caches are turned off."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._set_connected(False)
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected == self.connected.is_set():
+            return
+        if connected:
+            self.connected.set()
+        else:
+            self.connected.clear()
+        for near in self._near:
+            near.enabled = connected
+
+    def _invalidate(self, keys: Iterable[str]) -> None:
+        self.received += 1
+        for near in self._near:
+            near.invalidate(keys)
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._listen()
+            except (RedisError, OSError, TimeoutError) as exc:
+                if self.connected.is_set():
+                    logger.warning("near-cache invalidations lost (%s); near caches off until resubscribed", exc)
+                self._set_connected(False)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            else:
+                backoff = 0.1
+
+    async def _listen(self) -> None:
+        pubsub = self._client.pubsub()  # pyright: ignore[reportUnknownMemberType]
+        try:
+            await pubsub.subscribe(self.channel)  # pyright: ignore[reportUnknownMemberType]
+            last_seen = time.monotonic()
+            last_ping = 0.0
+            while True:
+                message = await pubsub.get_message(timeout=self.ping_interval / 2)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+                now = time.monotonic()
+                if message is not None:
+                    last_seen = now
+                    kind = message.get("type")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+                    if kind == "subscribe":
+                        if not self.connected.is_set():
+                            logger.info("near-cache invalidations subscribed on %s", self.channel)
+                        self._set_connected(True)
+                    elif kind == "message":
+                        data = message["data"]  # pyright: ignore[reportUnknownVariableType]
+                        text = data.decode() if isinstance(data, bytes) else str(data)  # pyright: ignore[reportUnknownArgumentType]
+                        self._invalidate(text.split(_KEY_SEPARATOR))
+                if now - last_seen > 3 * self.ping_interval:
+                    raise TimeoutError("no answer to pings on the invalidation channel")
+                if now - last_ping >= self.ping_interval:
+                    last_ping = now
+                    await pubsub.ping()  # pyright: ignore[reportUnknownMemberType]
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # pyright: ignore[reportUnknownMemberType]

@@ -1,0 +1,310 @@
+"""Prometheus metrics: `GET /metrics`, cache counters read at scrape time, HTTP request counters.
+
+Nothing here is registered in prometheus_client's global registry: `install_metrics(app)` gives each application a
+`CollectorRegistry` of its own (on `app.state.metrics_registry`), so tests can build as many apps as they like.
+Neither the cache nor the request path touch a prometheus_client object: the caches bump plain integers
+(`CacheStats`, `LatencyHistogram`) and the HTTP middleware does the same; collectors turn them into metric
+families only when `/metrics` is scraped.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from litestar import get
+from litestar.datastructures import State
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from app.cache import BreakerState, CacheManager, CacheStats
+from app.cache.stats import LatencyHistogram
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from litestar import Litestar
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = (
+    "METRICS_MEDIA_TYPE",
+    "METRICS_PATH",
+    "UNMATCHED_ROUTE",
+    "CacheMetricsCollector",
+    "HttpMetrics",
+    "HttpMetricsMiddleware",
+    "install_metrics",
+    "metrics",
+)
+
+METRICS_PATH = "/metrics"
+METRICS_MEDIA_TYPE = CONTENT_TYPE_PLAIN_0_0_4.removesuffix("; charset=utf-8")
+"""What `generate_latest` writes: the classic text format, which every Prometheus version reads (Litestar adds
+the `charset=utf-8` of `CONTENT_TYPE_PLAIN_0_0_4` itself, as to every `text/*` response)."""
+
+UNMATCHED_ROUTE = "unmatched"
+"""The `route` label of requests no route matched (404s, 405s, malformed path parameters)."""
+
+HTTP_BUCKETS: tuple[float, ...] = (
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the request duration histogram: the service answers a cache hit well under 1 ms."""
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+"""Methods kept as label values; any other (a client can send anything) is counted as `other`."""
+
+_LOOKUPS: dict[str, tuple[str, str]] = {
+    "hits": ("remote", "hit"),
+    "misses": ("remote", "miss"),
+    "negative_hits": ("remote", "negative_hit"),
+    "near_hits": ("near", "hit"),
+    "near_misses": ("near", "miss"),
+}
+"""`CacheStats` fields that partition the lookups of one tier, as `(tier, result)` of `cache_lookups_total`.
+
+Every other field becomes a counter of its own, `cache_<field>_total{cache}`, so a field added to `CacheStats`
+is exported without a change here.
+"""
+
+_HELP: dict[str, str] = {
+    "loads": "Keys passed to a loader (cache-aside misses that reached the source of truth).",
+    "coalesced": "Callers that waited on a load another caller had started (single-flight).",
+    "errors": "Backend calls that failed; the call degraded to a miss or a no-op.",
+    "decode_errors": "Entries that failed to decode and were deleted (also counted as misses).",
+    "stale_writes": "Versioned writes refused because a newer version was already cached.",
+    "stale_serves": "Entries served past their soft TTL while one caller refreshed them (also counted as hits).",
+    "refreshes": "Background refreshes started (stale-while-revalidate or early refresh).",
+    "batched": "Single-key reads that shared a backend round trip with other reads.",
+    "near_invalidations": "Near-cache (L1) entries dropped because this or another process changed them.",
+}
+"""HELP texts of the per-field counters; a field missing here still gets a generic one."""
+
+
+class CacheMetricsCollector:
+    """Read the cache manager's counters, breaker and latency histograms when the registry is scraped.
+
+    Metrics (label `cache` is the cache namespace, `backend` the backend name such as `redis`):
+
+    - `cache_lookups_total{cache,tier,result}`: lookups of each tier, `tier` `near` (in-process L1) with
+      `result` `hit|miss`, or `remote` (the backend) with `result` `hit|miss|negative_hit`;
+    - `cache_<field>_total{cache}` for every other `CacheStats` field (`loads`, `coalesced`, `errors`, ...);
+    - `cache_breaker_state{backend,state}`: 1 for the circuit breaker's current state, 0 for the others;
+    - `cache_operation_duration_seconds{backend,operation}`: backend call latency, as the breaker measures it.
+
+    The last two exist only when the backend has a circuit breaker (Redis), and nothing is reported before the
+    lifespan has built the manager.
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: State) -> None:
+        """Read the manager from `state.cache_manager` at each scrape (the lifespan sets it)."""
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        """Build the cache metric families from the current counters."""
+        manager = self._state.get("cache_manager")
+        if not isinstance(manager, CacheManager):
+            return
+        lookups = CounterMetricFamily(
+            "cache_lookups_total",
+            "Cache lookups by tier (near: in-process L1, remote: the backend) and result.",
+            labels=("cache", "tier", "result"),
+        )
+        counters = {
+            field: CounterMetricFamily(
+                f"cache_{field}_total", _HELP.get(field, f"CacheStats.{field} of each cache."), labels=("cache",)
+            )
+            for field in CacheStats.__struct_fields__
+            if field not in _LOOKUPS
+        }
+        for namespace, stats in manager.stats().items():
+            for field, (tier, result) in _LOOKUPS.items():
+                lookups.add_metric((namespace, tier, result), getattr(stats, field))
+            for field, family in counters.items():
+                family.add_metric((namespace,), getattr(stats, field))
+        yield lookups
+        yield from counters.values()
+        breaker = manager.breaker
+        if breaker is None:
+            return
+        current = breaker.state
+        state = GaugeMetricFamily(
+            "cache_breaker_state",
+            "Circuit breaker state of the cache backend: 1 for the current state, 0 for the others.",
+            labels=("backend", "state"),
+        )
+        for candidate in BreakerState:
+            state.add_metric((breaker.name, candidate.value), 1.0 if candidate is current else 0.0)
+        yield state
+        yield _histogram(
+            "cache_operation_duration_seconds",
+            "Duration of cache backend calls, failures and timeouts included.",
+            ("backend", "operation"),
+            {(breaker.name, operation): histogram for operation, histogram in breaker.latency.items()},
+        )
+
+
+class _Series:
+    """The counters of one `(method, route, status)`; the histogram is shared by the statuses of a route."""
+
+    __slots__ = ("count", "histogram")
+
+    def __init__(self, histogram: LatencyHistogram) -> None:
+        self.count = 0
+        self.histogram = histogram
+
+
+class HttpMetrics:
+    """Request counters of one application, plain integers bumped by `HttpMetricsMiddleware`.
+
+    Metrics:
+
+    - `http_requests_total{method,route,status}`;
+    - `http_request_duration_seconds{method,route}`, from the request's arrival to its last response byte;
+    - `http_requests_in_progress` (a scrape counts itself).
+
+    `route` is the matched route's path template (`/users/{user_id}`), or `unmatched`; `/metrics` is not counted.
+    """
+
+    __slots__ = ("_lookup", "buckets", "durations", "in_progress", "requests")
+
+    def __init__(self, buckets: tuple[float, ...] = HTTP_BUCKETS) -> None:
+        """Start with no requests; `buckets` are the duration histogram's upper bounds in seconds."""
+        self.buckets = buckets
+        self.requests: dict[tuple[str, str, int], _Series] = {}
+        """By label values."""
+        self.durations: dict[tuple[str, str], LatencyHistogram] = {}
+        """By label values."""
+        self.in_progress = 0
+        self._lookup: dict[tuple[str, str | None, int], _Series] = {}
+        """By what the middleware sees (`None` for no route): one dictionary look-up per request."""
+
+    def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
+        """Count one finished request (`route` is `None` when no route matched)."""
+        series = self._lookup.get((method, route, status))
+        if series is None:
+            series = self._series(method, route, status)
+            if series is None:
+                return
+        series.count += 1
+        series.histogram.observe(seconds)
+
+    def _series(self, method: str, route: str | None, status: int) -> _Series | None:
+        if route == METRICS_PATH:
+            return None
+        label_method = method if method in _METHODS else "other"
+        label_route = UNMATCHED_ROUTE if route is None else route
+        series = self.requests.get((label_method, label_route, status))
+        if series is None:
+            histogram = self.durations.get((label_method, label_route))
+            if histogram is None:
+                histogram = self.durations[label_method, label_route] = LatencyHistogram(self.buckets)
+            series = self.requests[label_method, label_route, status] = _Series(histogram)
+        if label_method == method:  # a client can send any method: only known ones are remembered as they came
+            self._lookup[method, route, status] = series
+        return series
+
+    def collect(self) -> Iterator[Metric]:
+        """Build the HTTP metric families from the current counters."""
+        requests = CounterMetricFamily(
+            "http_requests_total", "HTTP requests by method, route and status.", labels=("method", "route", "status")
+        )
+        for (method, route, status), series in self.requests.items():
+            requests.add_metric((method, route, str(status)), series.count)
+        yield requests
+        yield _histogram(
+            "http_request_duration_seconds",
+            "HTTP request duration, from arrival to the last response byte.",
+            ("method", "route"),
+            self.durations,
+        )
+        yield GaugeMetricFamily("http_requests_in_progress", "HTTP requests being served.", value=self.in_progress)
+
+
+def _histogram(
+    name: str, documentation: str, labels: tuple[str, ...], histograms: dict[Any, LatencyHistogram]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=labels)
+    for values, histogram in histograms.items():
+        family.add_metric(values, histogram.cumulative(), histogram.sum)
+    return family
+
+
+class HttpMetricsMiddleware:
+    """Count every HTTP request in `HttpMetrics`: a pure-ASGI wrapper around the router.
+
+    It wraps `app.asgi_handler` (not Litestar's `middleware=`), so requests no route matches are counted too.
+    The per-request cost is two `perf_counter` calls, the status captured from `http.response.start`, and a few
+    dictionary operations; labels are plain tuples, formatted only at scrape time.
+    """
+
+    __slots__ = ("app", "metrics")
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        """Wrap `app`, counting into `metrics`."""
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request; other scopes (websockets) pass through uncounted."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # if the app fails without answering, the server answers 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics = self.metrics
+        metrics.in_progress += 1
+        started = perf_counter()
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            metrics.in_progress -= 1
+            # The router sets `path_template` on the scope once a route matches.
+            metrics.observe(scope["method"], scope.get("path_template"), status, perf_counter() - started)
+
+
+def install_metrics(app: Litestar) -> CollectorRegistry:
+    """Give `app` a registry of its own (`app.state.metrics_registry`) and count its HTTP requests.
+
+    Call it once the routes are registered: it wraps the current `app.asgi_handler`.
+    """
+    registry = CollectorRegistry()
+    http = HttpMetrics()
+    registry.register(http)
+    registry.register(CacheMetricsCollector(app.state))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    app.state.metrics_registry = registry
+    app.asgi_handler = HttpMetricsMiddleware(app.asgi_handler, http)
+    return registry
+
+
+@get(
+    METRICS_PATH,
+    operation_id="metrics",
+    summary="Prometheus metrics",
+    description="Cache, HTTP and process metrics of this process, in the Prometheus text format (0.0.4).",
+    tags=["observability"],
+    media_type=METRICS_MEDIA_TYPE,
+)
+async def metrics(state: State) -> bytes:
+    """Serve this application's registry (async: the counters are read on the event loop that bumps them)."""
+    registry: CollectorRegistry = state.metrics_registry
+    return generate_latest(registry)

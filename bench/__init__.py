@@ -1,0 +1,1 @@
+"""Benchmarks: HTTP throughput against a ceiling and a hand-written baseline, and library overheads."""

@@ -1,0 +1,1 @@
+"""Minimal Litestar apps the service is compared with."""
