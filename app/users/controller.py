@@ -48,11 +48,11 @@ IdList = Annotated[
     str,
     Parameter(
         description=f"Comma-separated user ids, 1 to {MAX_BATCH_SIZE}.",
-        schema_extra={"pattern": r"^-?[0-9]{1,19}(,-?[0-9]{1,19}){0,99}$", "example": "1,2,3"},
+        schema_extra={"pattern": r"^-?[0-9]{1,18}(,-?[0-9]{1,18}){0,99}$", "example": "1,2,3"},
     ),
 ]
 
-_ID = re.compile(r"-?[0-9]{1,19}")
+_ID = re.compile(r"-?[0-9]{1,18}")
 
 
 def parse_id_list(text: str, *, parameter: str = "ids") -> list[int]:
@@ -70,7 +70,7 @@ def parse_id_list(text: str, *, parameter: str = "ids") -> list[int]:
     for item in items:
         if not _ID.fullmatch(item) or not INT64_MIN <= (value := int(item)) <= INT64_MAX:
             raise BadRequestError(
-                f"{parameter}: expected comma-separated signed 64-bit integers, got {item[:32]!r}",
+                f"{parameter}: expected comma-separated integers of at most 18 digits, got {item[:32]!r}",
                 parameter=parameter,
                 source="query",
             )
