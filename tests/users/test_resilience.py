@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 import redis
@@ -11,6 +13,7 @@ from litestar.testing import AsyncTestClient
 from app.config import Settings
 from app.server import create_app
 from app.users.caches import USER_BY_ID
+from tests.asgi import concurrent_client
 from tests.servers import RedisServer
 
 UUID_OF = {n: f"550e8400-e29b-41d4-a716-4466554400{n:02d}" for n in range(1, 11)}
@@ -88,3 +91,34 @@ async def test_garbage_under_a_cache_key_is_healed_by_the_next_read(
         hits = user_cache.stats.hits
         assert (await client.get("/users/4")).json() == good
         assert user_cache.stats.hits == hits + 1
+
+
+async def test_a_hung_redis_costs_one_timeout_not_one_per_request(redis_server: RedisServer, sqlite_path: str) -> None:
+    settings = Settings(redis_url=redis_server.url, database_url=f"sqlite:///{sqlite_path}", cache_timeout_ms=50)
+    app = create_app(settings)
+    async with concurrent_client(app) as client:
+        for n in range(1, 11):
+            assert (await client.get(f"/users/{n}")).status_code == 200
+        assert redis_server.process is not None
+        os.kill(redis_server.process.pid, signal.SIGSTOP)  # accepts connections, never answers
+        try:
+
+            async def timed(n: int) -> float:
+                started = time.perf_counter()
+                response = await client.get(f"/users/{n % 10 + 1}")
+                assert response.status_code == 200
+                assert response.json()["id"] == n % 10 + 1
+                return time.perf_counter() - started
+
+            burst = await asyncio.gather(*(timed(n) for n in range(100)))  # concurrent: one batched read times out
+            sequential = [await timed(n) for n in range(100)]  # then the breaker is open: no waiting at all
+        finally:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        sequential.sort()
+        print(
+            f"hung Redis: burst of 100 max {max(burst) * 1000:.0f} ms; sequential p50 {sequential[50] * 1000:.1f} ms,"
+            f" p99 {sequential[98] * 1000:.1f} ms, max {sequential[-1] * 1000:.1f} ms"
+        )
+        assert max(burst) < 2.0
+        assert sequential[50] < 0.02  # far below the 50 ms timeout: requests do not wait on Redis
+        assert sum(1 for t in sequential if t >= 0.05) <= 3  # at most the failures that open the breaker
