@@ -6,10 +6,15 @@ import logging
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
-from app.cache import CacheManager, CircuitBreakerBackend, MemoryBackend, RedisBackend
-from app.cache.coalesce import CoalescingBackend
-from app.cache.invalidation import InvalidationBus
-from app.cache.null import NullBackend
+from app.cache import (
+    CacheManager,
+    CircuitBreakerBackend,
+    CoalescingBackend,
+    InvalidationBus,
+    MemoryBackend,
+    NullBackend,
+    RedisBackend,
+)
 from app.users.postgres import PostgresUserRepository
 from app.users.sqlite import SQLiteUserRepository
 

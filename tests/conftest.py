@@ -18,7 +18,7 @@ from litestar.testing import AsyncTestClient
 from app.cache import CacheBackend, CircuitBreakerBackend, MemoryBackend, RedisBackend
 from app.config import Settings
 from app.server import create_app
-from tests.servers import HOW_TO_PROVIDE_REDIS, RedisServer, redis_available_without_binary
+from tests.servers import HOW_TO_PROVIDE_REDIS, RedisServer, docker_available
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +31,10 @@ def redis_url() -> Iterator[str]:
         finally:
             server.close()
         return
-    source = redis_available_without_binary()
-    if source is None:
-        pytest.fail(HOW_TO_PROVIDE_REDIS)
-    if source != "testcontainers":
-        yield source
+    if not docker_available():
+        if "REDIS_URL" not in os.environ:
+            pytest.fail(HOW_TO_PROVIDE_REDIS)
+        yield os.environ["REDIS_URL"]
         return
     from testcontainers.redis import RedisContainer
 
@@ -133,7 +132,7 @@ def postgres_server_url() -> Iterator[str]:
     if url:
         yield url
         return
-    if redis_available_without_binary() != "testcontainers":
+    if not docker_available():
         pytest.fail(HOW_TO_PROVIDE_POSTGRES)
     from testcontainers.postgres import PostgresContainer
 

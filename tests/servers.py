@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -79,18 +78,18 @@ class RedisServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def redis_available_without_binary() -> str | None:
-    """A Redis URL from testcontainers or REDIS_URL, or None (the caller fails with HOW_TO_PROVIDE_REDIS)."""
+def docker_available() -> bool:
+    """Whether a Docker engine answers, so testcontainers can start servers."""
     try:
         import docker  # pyright: ignore[reportMissingTypeStubs]
 
         client = docker.from_env()  # pyright: ignore[reportUnknownMemberType]
     except Exception:
-        return os.environ.get("REDIS_URL")
+        return False
     try:
         client.ping()  # pyright: ignore[reportUnknownMemberType]
     except Exception:
-        return os.environ.get("REDIS_URL")
+        return False
     finally:
         client.close()  # pyright: ignore[reportUnknownMemberType]
-    return "testcontainers"
+    return True

@@ -533,8 +533,3 @@ class Cache(Generic[K, V]):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    @property
-    def inflight(self) -> int:
-        """Keys being loaded right now."""
-        return len(self._inflight)

@@ -44,15 +44,18 @@ Offset = Annotated[
     int,
     Parameter(ge=0, le=INT64_MAX, description="Users to skip.", schema_extra={"format": "int64", "maximum": INT64_MAX}),
 ]
+_ID_PATTERN = r"-?[0-9]{1,18}"
+"""One id of `?ids=`: at most 18 digits, so every id the pattern admits fits in a signed 64-bit integer."""
+
 IdList = Annotated[
     str,
     Parameter(
         description=f"Comma-separated user ids, 1 to {MAX_BATCH_SIZE}.",
-        schema_extra={"pattern": r"^-?[0-9]{1,18}(,-?[0-9]{1,18}){0,99}$", "example": "1,2,3"},
+        schema_extra={"pattern": rf"^{_ID_PATTERN}(,{_ID_PATTERN}){{0,{MAX_BATCH_SIZE - 1}}}$", "example": "1,2,3"},
     ),
 ]
 
-_ID = re.compile(r"-?[0-9]{1,18}")
+_ID = re.compile(_ID_PATTERN)
 
 
 def parse_id_list(text: str, *, parameter: str = "ids") -> list[int]:

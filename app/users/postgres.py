@@ -10,7 +10,7 @@ import asyncpg
 
 from app.users.migrations import load_migrations
 from app.users.models import User
-from app.users.repository import SAMPLE_USERS, UPDATABLE_COLUMNS, DuplicateEmailError, UserRepository
+from app.users.repository import SAMPLE_USERS, DuplicateEmailError, UserRepository
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -115,9 +115,7 @@ class PostgresUserRepository(UserRepository):
         assert user is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
         return user
 
-    async def update(self, user_id: int, changes: Mapping[str, str]) -> User | None:  # noqa: D102
-        if not changes.keys() <= UPDATABLE_COLUMNS:
-            raise ValueError(f"not updatable: {sorted(changes.keys() - UPDATABLE_COLUMNS)}")
+    async def _update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
         assignments = "".join(f"{column} = ${n}, " for n, column in enumerate(changes, start=3))
         query = (
             f"UPDATE users SET {assignments}version = version + 1, updated_at = $2 WHERE id = $1 RETURNING {_COLUMNS}"  # noqa: S608 - allow-listed columns

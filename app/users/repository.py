@@ -68,13 +68,20 @@ class UserRepository(ABC):
             DuplicateEmailError: The email is taken.
         """
 
-    @abstractmethod
     async def update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
         """Apply `changes` (column to value), increment the version; `None` if there is no such user.
 
         Raises:
+            ValueError: A column is not in `UPDATABLE_COLUMNS`.
             DuplicateEmailError: The new email is taken.
         """
+        if not changes.keys() <= UPDATABLE_COLUMNS:
+            raise ValueError(f"not updatable: {sorted(changes.keys() - UPDATABLE_COLUMNS)}")
+        return await self._update(user_id, changes)
+
+    @abstractmethod
+    async def _update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
+        """`update` after the columns were checked: they are safe to interpolate into SQL."""
 
     @abstractmethod
     async def delete(self, user_id: int) -> User | None:

@@ -14,7 +14,7 @@ import aiosqlite
 
 from app.users.migrations import load_migrations
 from app.users.models import User
-from app.users.repository import SAMPLE_USERS, UPDATABLE_COLUMNS, DuplicateEmailError, UserRepository
+from app.users.repository import SAMPLE_USERS, DuplicateEmailError, UserRepository
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -132,9 +132,7 @@ class SQLiteUserRepository(UserRepository):
         assert user is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
         return user
 
-    async def update(self, user_id: int, changes: Mapping[str, str]) -> User | None:  # noqa: D102
-        if not changes.keys() <= UPDATABLE_COLUMNS:
-            raise ValueError(f"not updatable: {sorted(changes.keys() - UPDATABLE_COLUMNS)}")
+    async def _update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
         assignments = "".join(f"{column} = ?, " for column in changes)
         try:
             async with self._transaction():
