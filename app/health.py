@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, Response, get
-from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 
 from app.cache import CacheHealth, CacheManager
+from app.deps import Injected
 from app.users.repository import UserRepository
 
 __all__ = ("DatabaseHealth", "HealthController", "Liveness", "Readiness")
@@ -55,7 +55,7 @@ class HealthController(Controller):
         responses={503: ResponseSpec(data_container=Readiness, description="The database does not answer")},
     )
     async def ready(
-        self, cache_manager: NamedDependency[CacheManager], user_repository: NamedDependency[UserRepository]
+        self, cache_manager: Injected[CacheManager], user_repository: Injected[UserRepository]
     ) -> Response[Readiness]:
         """Answer 200 while the database answers; the cache status is reported but never makes this fail."""
         repository = user_repository

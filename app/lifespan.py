@@ -15,7 +15,9 @@ from app.cache import (
     NullBackend,
     RedisBackend,
 )
+from app.users.caches import UserCaches
 from app.users.postgres import PostgresUserRepository
+from app.users.service import UserService
 from app.users.sqlite import SQLiteUserRepository
 
 if TYPE_CHECKING:
@@ -76,7 +78,7 @@ async def open_repository(settings: Settings) -> UserRepository:
 
 @asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncGenerator[None]:
-    """Create the cache manager and the repository, put them on `app.state`, close them in reverse order."""
+    """Create the cache manager, the repository and the service over them (on `app.state`); close in reverse order."""
     settings: Settings = app.state.settings
     async with AsyncExitStack() as stack:
         manager = build_cache_manager(settings, app.state.get("cache_backend"))
@@ -84,8 +86,13 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None]:
         manager.start()
         repository = await open_repository(settings)
         stack.push_async_callback(repository.close)
+        caches = UserCaches.of(manager)
         app.state.cache_manager = manager
+        app.state.user_caches = caches
         app.state.user_repository = repository
+        app.state.user_service = UserService(
+            repository=repository, user_by_id=caches.by_id, id_by_uuid=caches.id_by_uuid, uuid_by_id=caches.uuid_by_id
+        )
         health = await manager.health()
         if health.status != "ok":
             logger.warning(

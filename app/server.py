@@ -10,7 +10,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Contact
 
-from app.deps import app_dependencies
+from app.deps import dependencies
 from app.errors import exception_handlers
 from app.health import HealthController
 from app.lifespan import lifespan
@@ -35,11 +35,12 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
         settings: The configuration.
         cache_backend: Use this backend instead of the one `settings` describe (for tests).
     """
+    state = State({"settings": settings, "cache_backend": cache_backend})
     app = Litestar(
         route_handlers=[UserController, HealthController, metrics],
-        dependencies=app_dependencies,
+        dependencies=dependencies(state),
         lifespan=[lifespan],
-        state=State({"settings": settings, "cache_backend": cache_backend}),
+        state=state,
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(

@@ -7,10 +7,9 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, Response, delete, get, patch, post
-from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 
-from app.deps import user_dependencies
+from app.deps import Injected
 from app.errors import BadRequestError, problem_responses
 from app.users.models import (
     INT64_MAX,
@@ -86,19 +85,16 @@ class UserController(Controller):
 
     path = "/users"
     tags = ["users"]  # noqa: RUF012 - Litestar's declared attribute type
-    dependencies = user_dependencies
 
     @get("/", operation_id="listUsers", summary="List users", responses=problem_responses(400))
-    async def list_users(
-        self, user_service: NamedDependency[UserService], limit: Limit = 20, offset: Offset = 0
-    ) -> UserPage:
+    async def list_users(self, user_service: Injected[UserService], limit: Limit = 20, offset: Offset = 0) -> UserPage:
         """Return users ordered by id, `limit` at a time."""
         users, total = await user_service.list_page(limit=limit, offset=offset)
         next_offset = offset + len(users) if offset + len(users) < total else None
         return UserPage(items=users, limit=limit, offset=offset, total=total, next_offset=next_offset)
 
     @get("/{user_id:int}", operation_id="getUser", summary="Get a user by id", responses=problem_responses(400, 404))
-    async def get_user(self, user_id: UserIdParam, user_service: NamedDependency[UserService]) -> User:
+    async def get_user(self, user_id: UserIdParam, user_service: Injected[UserService]) -> User:
         """Return one user, from the cache when it can."""
         return await user_service.get(user_id)
 
@@ -108,12 +104,12 @@ class UserController(Controller):
         summary="Get a user by UUID",
         responses=problem_responses(400, 404),
     )
-    async def get_user_by_uuid(self, user_uuid: UserUuidParam, user_service: NamedDependency[UserService]) -> User:
+    async def get_user_by_uuid(self, user_uuid: UserUuidParam, user_service: Injected[UserService]) -> User:
         """Return one user by UUID, from the cache when it can."""
         return await user_service.get_by_uuid(user_uuid)
 
     @get("/batch", operation_id="getUsersBatch", summary="Get users by ids", responses=problem_responses(400))
-    async def get_batch(self, ids: IdList, user_service: NamedDependency[UserService]) -> UserBatch:
+    async def get_batch(self, ids: IdList, user_service: Injected[UserService]) -> UserBatch:
         """Return the users among `ids` (one cache round trip, one query for the misses); unknown ids are listed."""
         return await user_service.lookup(ids=parse_id_list(ids))
 
@@ -124,16 +120,14 @@ class UserController(Controller):
         status_code=200,
         responses=problem_responses(400, 413),
     )
-    async def lookup(self, data: JSONBody[UserLookup], user_service: NamedDependency[UserService]) -> UserBatch:
+    async def lookup(self, data: JSONBody[UserLookup], user_service: Injected[UserService]) -> UserBatch:
         """Return the users among `ids` and `uuids`; unknown ones are listed, not errors."""
         if len(data.ids) + len(data.uuids) > MAX_BATCH_SIZE:
             raise BadRequestError(f"ids, uuids: at most {MAX_BATCH_SIZE} in all", parameter="ids", source="body")
         return await user_service.lookup(ids=data.ids, uuids=data.uuids)
 
     @post("/", operation_id="createUser", summary="Create a user", responses=problem_responses(400, 409, 413))
-    async def create_user(
-        self, data: JSONBody[UserCreate], user_service: NamedDependency[UserService]
-    ) -> Response[User]:
+    async def create_user(self, data: JSONBody[UserCreate], user_service: Injected[UserService]) -> Response[User]:
         """Create a user; the server assigns `id` and `uuid`. The `Location` header points at it."""
         user = await user_service.create(data)
         return Response(user, status_code=201, headers={"Location": f"/users/{user.id}"})
@@ -145,12 +139,12 @@ class UserController(Controller):
         responses=problem_responses(400, 404, 409, 413),
     )
     async def update_user(
-        self, user_id: UserIdParam, data: JSONBody[UserUpdate], user_service: NamedDependency[UserService]
+        self, user_id: UserIdParam, data: JSONBody[UserUpdate], user_service: Injected[UserService]
     ) -> User:
         """Change some of a user's names and email; `version` goes up by one."""
         return await user_service.update(user_id, data)
 
     @delete("/{user_id:int}", operation_id="deleteUser", summary="Delete a user", responses=problem_responses(400, 404))
-    async def delete_user(self, user_id: UserIdParam, user_service: NamedDependency[UserService]) -> None:
+    async def delete_user(self, user_id: UserIdParam, user_service: Injected[UserService]) -> None:
         """Delete a user (204)."""
         await user_service.delete(user_id)
