@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -26,7 +27,19 @@ Shorter than Kubernetes' default 30 s grace period minus the manifests' 5 s preS
 
 def app_from_env() -> Litestar:
     """Build the application from the environment; uvicorn calls this once in each worker process."""
-    return create_app(Settings.from_env())
+    app = create_app(Settings.from_env())
+    app.on_startup.append(freeze_startup_objects)
+    return app
+
+
+def freeze_startup_objects() -> None:
+    """Collect once, then move every object start-up made (modules, the app, pools) to the permanent generation.
+
+    The collector then never walks them again: a full collection during serving looks only at what requests
+    allocated, which cut the p99 spikes full collections caused (bench/README.md).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _exit_successfully(signum: int, frame: FrameType | None) -> None:
