@@ -117,6 +117,7 @@ class _Fixture:
         self.memory_raw = {key: self.encoder.encode(user) for key, user in zip(self.raw_keys, self.users, strict=True)}
         self.breaker_backend = CircuitBreakerBackend(RedisBackend.from_url(redis_url), timeout=0.1)
         self.plain_backend = RedisBackend.from_url(redis_url)
+        # No multiplexed connection: reads go through redis-py's ConnectionPool, as before `MultiplexedConnection`.
         self.plain_pool_backend = RedisBackend(Redis.from_url(redis_url), owns_client=True)
         self.with_breaker = _typed_cache(self.breaker_backend, "bench-lib")
         self.without_breaker = _typed_cache(self.plain_backend, "bench-lib")
@@ -196,7 +197,7 @@ def _redis_cases(f: _Fixture) -> list[_Case]:
         _Case("cache-get-nobreaker", "Cache.get, Redis, no breaker", "redis", cache_get(f.without_breaker), "raw-get"),
         _Case(
             "cache-get-plain-pool",
-            "Cache.get, Redis, no breaker, plain ConnectionPool (diagnostic)",
+            "Cache.get, Redis, no breaker, reads through redis-py's pool (diagnostic)",
             "redis",
             cache_get(f.plain_pool),
             "raw-get",

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import struct
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ("VERSION_WIDTH", "CacheBackend", "CacheBackendError", "Entry", "stored_version")
+__all__ = ("HEADER_SIZE", "CacheBackend", "CacheBackendError", "Entry", "entry_header", "stored_version")
 
-VERSION_WIDTH = 16
-"""Versioned values start with the version as this many lowercase hex digits."""
+_HEADER = struct.Struct(">BBQBQ")
+_ARRAY_OF_3 = 0x93
+_ARRAY_OF_2 = 0x92
+_UINT64 = 0xCF
+
+HEADER_SIZE = _HEADER.size
+"""Bytes before the value in a stored entry (19)."""
+
+
+def entry_header(version: int, fresh_until_ms: int, *, present: bool) -> bytes:
+    """The first `HEADER_SIZE` bytes of a stored entry.
+
+    A stored entry is the msgpack array `[version, fresh_until_ms, value]`, or `[version, fresh_until_ms]`
+    for a cached absence, so one msgpack decode reads all of it. Both integers are written as 9-byte uint64
+    (msgpack allows a wider form than needed), which puts the version at a fixed place, bytes 2 to 9, big
+    endian: the Lua compare-and-set and the memory backend read it there without decoding the value (Lua
+    reads it as a double, so versions are compared exactly below 2**53).
+    """
+    return _HEADER.pack(_ARRAY_OF_3 if present else _ARRAY_OF_2, _UINT64, version, _UINT64, fresh_until_ms)
 
 
 class CacheBackendError(Exception):
@@ -50,7 +68,7 @@ class CacheBackend(ABC):
     async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
         """Store each entry unless the stored value carries a newer version (an equal one is replaced).
 
-        Values written this way start with their version as `VERSION_WIDTH` hex digits; a stored value
+        Values written this way start with `entry_header`, which holds their version; a stored value
         without a readable version is replaced.
 
         Returns:
@@ -71,10 +89,7 @@ class CacheBackend(ABC):
 
 
 def stored_version(value: bytes | None) -> int | None:
-    """Return the version a versioned value starts with, or `None` if it has none."""
-    if value is None or len(value) < VERSION_WIDTH:
+    """Return the version in a stored entry's header, or `None` if it has none."""
+    if value is None or len(value) < HEADER_SIZE or value[0] not in (_ARRAY_OF_2, _ARRAY_OF_3) or value[1] != _UINT64:
         return None
-    try:
-        return int(value[:VERSION_WIDTH], 16)
-    except ValueError:
-        return None
+    return int.from_bytes(value[2:10])

@@ -48,10 +48,15 @@ def key_encoder_for(key_type: type[K]) -> Callable[[K], str]:
         raise TypeError(f"no key encoder for {key_type!r}: pass key_encoder=") from None
 
 
+ENTRY_FORMAT = b"entry-2"
+"""The layout of stored entries (`app.cache.backend.entry_header`); part of every fingerprint, so a deploy that
+changes the layout reads none of the entries written in the old one."""
+
+
 def schema_fingerprint(value_type: Any) -> str:
-    """Return 8 hex digits that change whenever `value_type`'s msgspec schema changes."""
+    """Return 8 hex digits that change whenever `value_type`'s msgspec schema (or `ENTRY_FORMAT`) changes."""
     schema = msgspec.json.encode(msgspec.json.schema(value_type), order="sorted")
-    return hashlib.blake2b(schema, digest_size=4).hexdigest()
+    return hashlib.blake2b(ENTRY_FORMAT + schema, digest_size=4).hexdigest()
 
 
 class ValueCodec(Generic[V]):

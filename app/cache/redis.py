@@ -1,4 +1,4 @@
-"""Redis and Redis Cluster backend: a pooled client, MGET and pipelined `SET PX`, chunked batches."""
+"""Redis and Redis Cluster backend: MGET over a multiplexed connection, pipelined `SET PX` over a pool."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from app.cache.backend import VERSION_WIDTH, CacheBackend, CacheBackendError
+from app.cache.backend import HEADER_SIZE, CacheBackend, CacheBackendError
+from app.cache.multiplex import MultiplexedConnection, RedisReplyError
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Sequence
@@ -20,13 +21,15 @@ if TYPE_CHECKING:
 
 __all__ = ("RedisBackend",)
 
-# Compare-and-set on the version prefix, so a reader that loaded an old row never replaces a newer one
-# (an equal version is the same row, so it may be rewritten: that is how a refresh extends an entry).
+# Compare-and-set on the version in the entry header (`entry_header`: bytes 2-9, big endian, after the msgpack
+# array marker and the uint64 marker 0xcf), so a reader that loaded an old row never replaces a newer one (an
+# equal version is the same row, so it may be rewritten: that is how a refresh extends an entry).
 _SET_IF_NEWER = f"""
 local cur = redis.call('GET', KEYS[1])
-if cur then
-  local v = tonumber(string.sub(cur, 1, {VERSION_WIDTH}), 16)
-  if v and v > tonumber(ARGV[2]) then return 0 end
+if cur and string.len(cur) >= {HEADER_SIZE} and string.byte(cur, 2) == 207 then
+  local v = 0
+  for i = 3, 10 do v = v * 256 + string.byte(cur, i) end
+  if v > tonumber(ARGV[2]) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
@@ -37,7 +40,7 @@ return 1
 def _translate_errors() -> Generator[None]:
     try:
         yield
-    except (TimeoutError, RedisError, OSError) as exc:
+    except (TimeoutError, RedisError, RedisReplyError, OSError) as exc:
         raise CacheBackendError(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -49,24 +52,37 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class RedisBackend(CacheBackend):
     """A backend on a `redis.asyncio` client, standalone or cluster.
 
+    Reads (MGET) go over a `MultiplexedConnection` when one is given (`from_url` gives one to a standalone
+    server): every concurrent read shares it, pipelined, with no pool checkout. Everything else, and every
+    call on a cluster, goes through the redis-py client and its pool.
+
     The caller owns a client passed to the constructor; `from_url` builds a client that the backend
     owns and closes.
     """
 
-    __slots__ = ("_client", "_cluster", "_owns_client", "_set_if_newer", "chunk_size")
+    __slots__ = ("_client", "_cluster", "_owns_client", "_reads", "_set_if_newer", "chunk_size")
 
     name = "redis"
 
-    def __init__(self, client: Redis | RedisCluster, *, chunk_size: int = 500, owns_client: bool = False) -> None:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        reads: MultiplexedConnection | None = None,
+        chunk_size: int = 500,
+        owns_client: bool = False,
+    ) -> None:
         """Wrap a client.
 
         Args:
             client: A client created with `decode_responses=False`.
+            reads: A connection to the same standalone server for reads, closed with the backend.
             chunk_size: Keys per MGET / commands per pipeline round; larger batches are split.
             owns_client: Close the client in `close()`.
         """
         self._client = client
         self._cluster = isinstance(client, RedisCluster)
+        self._reads = reads
         self._owns_client = owns_client
         self._set_if_newer = client.register_script(_SET_IF_NEWER)
         self.chunk_size = chunk_size
@@ -114,6 +130,12 @@ class RedisBackend(CacheBackend):
             )
             client = Redis(connection_pool=pool)
             client.auto_close_connection_pool = True
+            return cls(
+                client,
+                reads=MultiplexedConnection.from_url(url, timeout=socket_timeout),
+                chunk_size=chunk_size,
+                owns_client=True,
+            )
         return cls(client, chunk_size=chunk_size, owns_client=True)
 
     @property
@@ -125,14 +147,21 @@ class RedisBackend(CacheBackend):
         if not keys:
             return []
         with _translate_errors():
+            if self._reads is not None:
+                if len(keys) <= self.chunk_size:
+                    return await self._reads.execute("MGET", *keys)
+                chunks = await asyncio.gather(
+                    *(self._reads.execute("MGET", *chunk) for chunk in _chunks(keys, self.chunk_size))
+                )
+                return [value for chunk_values in chunks for value in chunk_values]
             if self._cluster:
                 return list(await self._client.mget_nonatomic(list(keys)))  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType, reportAttributeAccessIssue]
             if len(keys) <= self.chunk_size:
                 return cast("list[bytes | None]", await self._client.mget(keys))  # pyright: ignore[reportUnknownMemberType]
-            pipe = self._client.pipeline(transaction=False)
-            for chunk in _chunks(keys, self.chunk_size):
-                pipe.mget(chunk)  # pyright: ignore[reportUnknownMemberType]
-            results: list[list[bytes | None]] = await pipe.execute()
+            async with self._client.pipeline(transaction=False) as pipe:
+                for chunk in _chunks(keys, self.chunk_size):
+                    pipe.mget(chunk)  # pyright: ignore[reportUnknownMemberType]
+                results: list[list[bytes | None]] = await pipe.execute()
             return [value for chunk_values in results for value in chunk_values]
 
     async def set_many(self, entries: Sequence[Entry]) -> None:  # noqa: D102
@@ -140,10 +169,10 @@ class RedisBackend(CacheBackend):
             return
         with _translate_errors():
             for chunk in _chunks(entries, self.chunk_size):
-                pipe = self._client.pipeline(transaction=False)
-                for entry in chunk:
-                    pipe.set(entry.key, entry.value, px=entry.ttl_ms)  # pyright: ignore[reportUnknownMemberType]
-                await pipe.execute()
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for entry in chunk:
+                        pipe.set(entry.key, entry.value, px=entry.ttl_ms)  # pyright: ignore[reportUnknownMemberType]
+                    await pipe.execute()
 
     async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:  # noqa: D102
         if not entries:
@@ -157,14 +186,16 @@ class RedisBackend(CacheBackend):
                         *(self._set_if_newer(keys=[e.key], args=[e.value, v, e.ttl_ms]) for e, v in chunk)
                     )
                 else:
-                    pipe = self._client.pipeline(transaction=False)
-                    for entry, version in chunk:
-                        await self._set_if_newer(
-                            keys=[entry.key],
-                            args=[entry.value, version, entry.ttl_ms],
-                            client=pipe,  # pyright: ignore[reportArgumentType]
-                        )
-                    results = await pipe.execute()
+                    # `async with` resets the pipeline on every exit: redis-py loads scripts outside its own
+                    # cleanup, so a failed SCRIPT EXISTS would otherwise leave the pipeline holding a connection.
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for entry, version in chunk:
+                            await self._set_if_newer(
+                                keys=[entry.key],
+                                args=[entry.value, version, entry.ttl_ms],
+                                client=pipe,  # pyright: ignore[reportArgumentType]
+                            )
+                        results = await pipe.execute()
                 written.extend(bool(result) for result in results)
         return written
 
@@ -172,16 +203,18 @@ class RedisBackend(CacheBackend):
         if not keys:
             return
         with _translate_errors():
-            pipe = self._client.pipeline(transaction=False)
-            for key in keys:
-                pipe.unlink(key)  # pyright: ignore[reportUnknownMemberType]
-            await pipe.execute()
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.unlink(key)  # pyright: ignore[reportUnknownMemberType]
+                await pipe.execute()
 
     async def ping(self) -> None:  # noqa: D102
         with _translate_errors():
             await self._client.ping()  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
 
     async def close(self) -> None:  # noqa: D102
+        if self._reads is not None:
+            await self._reads.close()
         if self._owns_client:
             self._owns_client = False
             with _translate_errors():

@@ -8,11 +8,11 @@ import math
 import random
 import time
 from enum import Enum
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import msgspec
 
-from app.cache.backend import VERSION_WIDTH, CacheBackendError, Entry
+from app.cache.backend import CacheBackendError, Entry, entry_header
 from app.cache.codec import ValueCodec, key_encoder_for
 from app.cache.stats import CacheStats
 
@@ -33,11 +33,15 @@ V = TypeVar("V")
 _MAX_DIRTY = 10_000
 """Keys remembered after failed writes; beyond this the oldest are forgotten."""
 
-_ABSENT = b""
-"""Payload of a negative entry: no msgpack encoding is empty."""
 
-_FRESH_WIDTH = 12
-"""Entries with a soft TTL carry their "fresh until" time as this many hex digits of epoch milliseconds."""
+class _Stored(msgspec.Struct, Generic[V], array_like=True):
+    """A stored entry as one msgpack array (see `entry_header`): decoded in one call, in C."""
+
+    version: int
+    fresh_until_ms: int
+    """Epoch milliseconds the entry is fresh until (soft TTL), 0 without a soft TTL."""
+    value: V | msgspec.UnsetType = msgspec.UNSET
+    """`UNSET` in a cached absence."""
 
 
 class _Status(Enum):
@@ -52,6 +56,18 @@ class _Status(Enum):
 
 _SERVED = (_Status.HIT, _Status.STALE, _Status.EARLY)
 _REFRESH = (_Status.STALE, _Status.EARLY)
+_MISS_RESULT: tuple[_Status, None] = (_Status.MISS, None)
+_ABSENT_RESULT: tuple[_Status, None] = (_Status.ABSENT, None)
+
+
+def _one_by_one(loader: Callable[[K], Awaitable[V | None]]) -> Callable[[list[K]], Awaitable[Mapping[K, V]]]:
+    """A batch loader that calls a single-key `loader` (`get_or_load` loads one key at a time)."""
+
+    async def load(keys: list[K]) -> dict[K, V]:
+        value = await loader(keys[0])
+        return {} if value is None else {keys[0]: value}
+
+    return load
 
 
 class Cache(Generic[K, V]):
@@ -72,6 +88,7 @@ class Cache(Generic[K, V]):
         "_codec",
         "_dirty",
         "_encode_key",
+        "_entry_decoder",
         "_inflight",
         "_key_prefix",
         "_load_seconds",
@@ -138,6 +155,9 @@ class Cache(Generic[K, V]):
             raise ValueError("stale_ttl and early_refresh must not be negative")
         self._backend = backend
         self._codec = ValueCodec(value_type)
+        self._entry_decoder: msgspec.msgpack.Decoder[_Stored[V]] = msgspec.msgpack.Decoder(
+            cast("Any", _Stored)[value_type]
+        )
         self._encode_key = key_encoder or key_encoder_for(key_type)
         self._key_prefix = f"{prefix}:{namespace}:{self._codec.fingerprint}:"
         self._inflight: dict[K, asyncio.Future[V | None]] = {}
@@ -178,24 +198,24 @@ class Cache(Generic[K, V]):
 
     def _entry(self, key: K, value: V | None, version: int, ttl: float) -> Entry:
         ttl = self._jittered(ttl)
-        data = _ABSENT if value is None else self._codec.encode(value)
-        if self._soft and value is not None:
-            data = b"%012x" % int((self._clock() + ttl) * 1000) + data
-            ttl += self.stale_ttl
-        if self.version_of is not None:
-            data = b"%016x" % version + data
+        if value is None:
+            data = entry_header(version, 0, present=False)
+        else:
+            fresh_until_ms = 0
+            if self._soft:
+                fresh_until_ms = int((self._clock() + ttl) * 1000)
+                ttl += self.stale_ttl
+            data = entry_header(version, fresh_until_ms, present=True) + self._codec.encode(value)
         return Entry(self.key(key), data, max(1, int(ttl * 1000)))
 
     def _unpack(self, data: bytes) -> tuple[_Status, V | None]:
-        if self.version_of is not None:
-            int(data[:VERSION_WIDTH], 16)  # a missing or garbled version is a decode error
-            data = data[VERSION_WIDTH:]
-        if data == _ABSENT:
-            return _Status.ABSENT, None
-        if not self._soft:
-            return _Status.HIT, self._codec.decode(data)
-        fresh_until = int(data[:_FRESH_WIDTH], 16) / 1000
-        value = self._codec.decode(data[_FRESH_WIDTH:])
+        stored = self._entry_decoder.decode(data)
+        value = stored.value
+        if value is msgspec.UNSET:
+            return _ABSENT_RESULT
+        if not stored.fresh_until_ms:
+            return _Status.HIT, value
+        fresh_until = stored.fresh_until_ms / 1000
         now = self._clock()
         if now >= fresh_until:
             return _Status.STALE, value
@@ -208,18 +228,20 @@ class Cache(Generic[K, V]):
 
     # -- lookups ----------------------------------------------------------------------------------
 
+    def _backend_keys(self, keys: Iterable[K]) -> list[str]:
+        prefix = self._key_prefix
+        encode = self._encode_key
+        return [prefix + encode(key) for key in keys]
+
     async def _lookup(self, keys: Sequence[K]) -> list[tuple[_Status, V | None]]:
         near = self._near
         if near is None or not near.enabled:
-            return await self._remote_lookup([self.key(key) for key in keys])
-        backend_keys = [self.key(key) for key in keys]
-        results: list[tuple[_Status, V | None]] = []
-        remote: list[int] = []
-        for n, backend_key in enumerate(backend_keys):
-            item = near.get(backend_key)
-            if item is None:
-                remote.append(n)
-            results.append(item or (_Status.MISS, None))
+            return await self._remote_lookup(self._backend_keys(keys))
+        backend_keys = self._backend_keys(keys)
+        results: list[tuple[_Status, V | None]] = [
+            near.get(backend_key) or _MISS_RESULT for backend_key in backend_keys
+        ]
+        remote = [n for n, result in enumerate(results) if result is _MISS_RESULT]
         self.stats.near_hits += len(keys) - len(remote)
         self.stats.near_misses += len(remote)
         if remote:
@@ -235,42 +257,50 @@ class Cache(Generic[K, V]):
         stats = self.stats
         if self._dirty and not await self._repair():
             stats.misses += len(backend_keys)
-            return [(_Status.MISS, None)] * len(backend_keys)
+            return [_MISS_RESULT] * len(backend_keys)
         try:
             raw = await self._backend.get_many(backend_keys)
         except CacheBackendError:
             stats.errors += 1
             stats.misses += len(backend_keys)
-            return [(_Status.MISS, None)] * len(backend_keys)
+            return [_MISS_RESULT] * len(backend_keys)
+        unpack = self._unpack
         results: list[tuple[_Status, V | None]] = []
+        append = results.append
         corrupt: list[str] = []
-        for backend_key, data in zip(backend_keys, raw, strict=True):
+        for n, data in enumerate(raw):
             if data is None:
-                stats.misses += 1
-                results.append((_Status.MISS, None))
+                append(_MISS_RESULT)
                 continue
             try:
-                result = self._unpack(data)
+                append(unpack(data))
             except (msgspec.DecodeError, ValueError):
-                stats.decode_errors += 1
-                stats.misses += 1
-                corrupt.append(backend_key)
-                results.append((_Status.MISS, None))
-                continue
-            status = result[0]
-            if status is _Status.ABSENT:
-                stats.negative_hits += 1
-            else:
-                stats.hits += 1
-                if status is _Status.STALE:
-                    stats.stale_serves += 1
-            results.append(result)
+                corrupt.append(backend_keys[n])
+                append(_MISS_RESULT)
+        self._count(results, len(corrupt))
         if corrupt:
             logger.warning(
                 "cache %s: deleting %d undecodable entries, e.g. %s", self.namespace, len(corrupt), corrupt[0]
             )
             await self._delete_backend_keys(corrupt)
         return results
+
+    def _count(self, results: list[tuple[_Status, V | None]], corrupt: int) -> None:
+        """Add one remote lookup's results to the stats (undecodable entries are misses too)."""
+        misses = absent = stale = 0
+        for status, _ in results:
+            if status is _Status.MISS:
+                misses += 1
+            elif status is _Status.ABSENT:
+                absent += 1
+            elif status is _Status.STALE:
+                stale += 1
+        stats = self.stats
+        stats.misses += misses
+        stats.negative_hits += absent
+        stats.hits += len(results) - misses - absent
+        stats.stale_serves += stale
+        stats.decode_errors += corrupt
 
     async def get(self, key: K) -> V | None:
         """Return the cached value, or `None` on a miss, an "absent" entry or a backend error."""
@@ -279,11 +309,9 @@ class Cache(Generic[K, V]):
     async def get_many(self, keys: Iterable[K]) -> dict[K, V]:
         """Return the cached values of those keys that have one, in one backend round trip."""
         unique = list(dict.fromkeys(keys))
-        found: dict[K, V] = {}
-        for key, (status, value) in zip(unique, await self._lookup(unique), strict=True):
-            if status in _SERVED:
-                found[key] = value  # type: ignore[assignment]
-        return found
+        results = await self._lookup(unique)
+        # Only served entries (fresh, stale or picked for refresh) carry a value; misses and absences carry None.
+        return {key: value for key, (_, value) in zip(unique, results, strict=True) if value is not None}
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -416,12 +444,26 @@ class Cache(Generic[K, V]):
         A `None` from the loader is cached as "absent" for `negative_ttl`. A loader error reaches every
         waiter and nothing is cached.
         """
-
-        async def load_one(keys: list[K]) -> dict[K, V]:
-            value = await loader(keys[0])
-            return {} if value is None else {keys[0]: value}
-
-        return (await self.get_many_or_load((key,), load_one)).get(key)
+        flight = self._inflight.get(key)
+        if flight is None or key in self._refreshing:  # a refresh is not waited for: the stale value is served
+            status, value = (await self._lookup((key,)))[0]
+            if status is _Status.HIT:
+                return value
+            if status is _Status.ABSENT:
+                return None
+            if status is not _Status.MISS:  # stale, or picked for an early refresh: served, reloaded behind
+                if key not in self._inflight:
+                    self.stats.refreshes += 1
+                    self._start_load([key], _one_by_one(loader), refresh=True)
+                return value
+            flight = self._inflight.get(key)
+            if flight is None:
+                flight = self._start_load([key], _one_by_one(loader))[key]
+            else:
+                self.stats.coalesced += 1
+        else:
+            self.stats.coalesced += 1
+        return await asyncio.shield(flight)
 
     async def get_many_or_load(
         self, keys: Iterable[K], loader: Callable[[list[K]], Awaitable[Mapping[K, V]]]

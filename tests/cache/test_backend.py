@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from app.cache import CacheBackend, Entry, MemoryBackend, RedisBackend
+from app.cache.backend import entry_header, stored_version
 
 
 async def test_get_many_returns_values_in_order_and_none_for_missing(backend: CacheBackend) -> None:
@@ -55,7 +56,7 @@ async def test_large_batches_are_chunked_transparently(backend: CacheBackend) ->
 
 
 def _versioned(version: int, payload: bytes) -> bytes:
-    return b"%016x" % version + payload
+    return entry_header(version, 0, present=True) + payload
 
 
 async def test_set_if_newer_never_replaces_a_newer_version(backend: CacheBackend) -> None:
@@ -108,3 +109,14 @@ async def test_redis_backend_closes_the_client_it_owns(redis_url: str) -> None:
     await backend.ping()
     await backend.close()
     await backend.close()  # idempotent
+
+
+async def test_set_if_newer_compares_versions_on_every_byte(backend: CacheBackend) -> None:
+    # Versions that differ only in a higher byte of the 8-byte header field, up to the exact-double limit.
+    versions = [255, 256, 65_535, 65_536, 2**32, 2**40 + 1, 2**53 - 1]
+    for version in versions:
+        assert await backend.set_many_if_newer([Entry("u", _versioned(version, b"v"), 10_000)], [version]) == [True]
+        assert await backend.set_many_if_newer(
+            [Entry("u", _versioned(version - 1, b"old"), 10_000)], [version - 1]
+        ) == [False]
+    assert stored_version((await backend.get_many(["u"]))[0]) == versions[-1]

@@ -1,0 +1,244 @@
+"""One Redis connection that every caller shares: commands are pipelined, replies matched to callers in order.
+
+redis-py checks a connection out of its pool for every command and reads the reply through an asyncio stream;
+on the cache-hit path that bookkeeping cost more than our whole cache layer (bench/README.md). Here a command
+is one `transport.write` and a future: replies arrive in the order the commands were sent (the RESP
+guarantee for one connection), so `data_received` feeds them to hiredis and resolves the waiting futures
+first to last. Any number of callers share the connection without locks, and a cancelled caller leaves only
+a reply that is read and dropped, so cancellation never desynchronises the connection.
+
+The connection opens lazily (AUTH and SELECT from the URL), and when it drops every pending caller gets a
+`ConnectionError` and the next command opens a new one. A connection that has commands pending but
+receives nothing for `timeout` seconds is considered dead and closed, so even a caller without its own
+deadline cannot wait forever on a hung server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, cast
+
+import hiredis
+from redis.asyncio.connection import RedisSSLContext, parse_url
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Sequence
+
+__all__ = ("MultiplexedConnection", "RedisReplyError")
+
+_NO_REPLY = object()
+"""What `hiredis.Reader.gets` returns while no complete reply is buffered."""
+
+
+def pack_command(args: Sequence[str | bytes | int | float]) -> bytes:
+    """Encode one command in RESP (hiredis, in C)."""
+    return cast("bytes", hiredis.pack_command(tuple(args)))  # pyright: ignore[reportUnknownMemberType, reportArgumentType]
+
+
+class RedisReplyError(Exception):
+    """Redis answered a command with an error reply (`-ERR ...`)."""
+
+
+class _Protocol(asyncio.Protocol):
+    """The socket side: write commands, parse replies, resolve the callers' futures in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._reader = hiredis.Reader(notEnoughData=_NO_REPLY)
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._transport: asyncio.Transport | None = None
+        self._last_progress = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self.error: Exception | None = None
+        """Why the connection is unusable; `None` while it is open."""
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._last_progress = time.monotonic()
+        reader = self._reader
+        waiters = self._waiters
+        reader.feed(data)
+        try:
+            while (reply := reader.gets()) is not _NO_REPLY:
+                waiter = waiters.popleft()
+                if waiter.done():  # its caller was cancelled: the reply is read and dropped
+                    continue
+                if isinstance(reply, hiredis.ReplyError):
+                    waiter.set_exception(RedisReplyError(str(reply)))
+                else:
+                    waiter.set_result(reply)
+        except (hiredis.ProtocolError, IndexError) as exc:  # garbage, or a reply nobody asked for
+            self.abort(ConnectionError(f"Redis protocol error: {exc!r}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError(f"connection to Redis lost: {exc}" if exc else "connection to Redis closed"))
+
+    # -- commands ------------------------------------------------------------------------------------
+
+    def send(self, packed: bytes) -> asyncio.Future[Any]:
+        """Write one packed command; the future resolves to its reply."""
+        if self.error is not None:
+            raise self.error
+        waiter = self._loop.create_future()
+        if not self._waiters:
+            self._last_progress = time.monotonic()
+            if self._watchdog is None:
+                self._watchdog = self._loop.call_later(self._timeout, self._check_progress)
+        self._waiters.append(waiter)
+        self._transport.write(packed)  # type: ignore[union-attr]
+        return waiter
+
+    def abort(self, error: Exception) -> None:
+        """Close the connection at once; pending and later callers get `error`."""
+        self._fail(error)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _check_progress(self) -> None:
+        self._watchdog = None
+        if not self._waiters or self.error is not None:
+            return
+        idle = time.monotonic() - self._last_progress
+        if idle >= self._timeout:
+            self.abort(ConnectionError(f"Redis sent nothing for {idle * 1000:.0f} ms with commands pending"))
+        else:
+            self._watchdog = self._loop.call_later(self._timeout - idle, self._check_progress)
+
+    def _fail(self, error: Exception) -> None:
+        if self.error is None:
+            self.error = error
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(self.error)
+
+
+def _retrieve_exception(future: asyncio.Future[Any]) -> None:
+    """Mark a failed connect seen even when every caller waiting for it had given up already."""
+    if not future.cancelled():
+        future.exception()
+
+
+class MultiplexedConnection:
+    """A lazily opened Redis connection shared by all callers (see the module docstring)."""
+
+    __slots__ = ("_connecting", "_handshake", "_protocol", "_ssl", "_target", "timeout")
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        *,
+        path: str | None = None,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 0.5,
+    ) -> None:
+        """Describe the connection; nothing connects until the first command.
+
+        Args:
+            host: Server host (TCP).
+            port: Server port (TCP).
+            path: A Unix socket path instead of host and port.
+            db: Database number (`SELECT`ed after connecting).
+            username: ACL user (`AUTH username password`); `None` for the default user.
+            password: `AUTH` password; `None` for none.
+            ssl_context: TLS when given.
+            timeout: Seconds a connect may take, and seconds without any reply while commands are pending
+                before the connection is considered dead.
+        """
+        self._target = (host, port, path)
+        self._ssl = ssl_context
+        self.timeout = timeout
+        handshake: list[bytes] = []
+        if password is not None:
+            handshake.append(pack_command(["AUTH", password] if username is None else ["AUTH", username, password]))
+        if db:
+            handshake.append(pack_command(["SELECT", db]))
+        self._handshake = handshake
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Future[_Protocol] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 0.5) -> MultiplexedConnection:
+        """Parse a `redis://`, `rediss://` or `unix://` URL the way redis-py does."""
+        options = cast("dict[str, Any]", parse_url(url))
+        ssl_context = None
+        if url.startswith("rediss://"):
+            ssl_options = {key.removeprefix("ssl_"): value for key, value in options.items() if key.startswith("ssl_")}
+            ssl_context = cast("ssl.SSLContext", RedisSSLContext(**ssl_options).get())  # pyright: ignore[reportUnknownMemberType]
+        return cls(
+            options.get("host", "127.0.0.1"),
+            int(options.get("port", 6379)),
+            path=options.get("path"),
+            db=int(options.get("db", 0)),
+            username=options.get("username"),
+            password=options.get("password"),
+            ssl_context=ssl_context,
+            timeout=timeout,
+        )
+
+    async def execute(self, *args: str | bytes | int | float) -> Any:
+        """Send one command and return its reply.
+
+        Raises:
+            ConnectionError: Could not connect, or the connection dropped or stalled before the reply.
+            RedisReplyError: Redis answered with an error.
+        """
+        protocol = self._protocol
+        if protocol is None or protocol.error is not None:
+            protocol = await self._connect()
+        return await protocol.send(pack_command(args))
+
+    async def _connect(self) -> _Protocol:
+        # One connect at a time: callers that arrive meanwhile wait for it rather than opening their own, and
+        # one whose deadline passes leaves it running for the others (a finished attempt is never reused).
+        connecting = self._connecting
+        if connecting is None or connecting.done():
+            connecting = self._connecting = asyncio.ensure_future(self._open())
+            connecting.add_done_callback(_retrieve_exception)
+        return await asyncio.shield(connecting)
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        host, port, path = self._target
+        protocol = _Protocol(loop, self.timeout)
+        try:
+            async with asyncio.timeout(self.timeout):
+                if path is not None:
+                    await loop.create_unix_connection(lambda: protocol, path, ssl=self._ssl)
+                else:
+                    await loop.create_connection(lambda: protocol, host, port, ssl=self._ssl)
+                await asyncio.gather(*(protocol.send(command) for command in self._handshake))  # OK, or raises
+        except TimeoutError as exc:
+            protocol.abort(ConnectionError("connect timed out"))
+            raise ConnectionError(f"connecting to Redis timed out after {self.timeout * 1000:.0f} ms") from exc
+        except OSError as exc:
+            raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
+        except RedisReplyError:
+            protocol.abort(ConnectionError("handshake refused"))
+            raise
+        self._protocol = protocol
+        return protocol
+
+    async def close(self) -> None:
+        """Close the connection; pending callers get `ConnectionError`. A later command reconnects."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+        if self._protocol is not None:
+            self._protocol.abort(ConnectionError("connection closed by the client"))
+            self._protocol = None
