@@ -9,7 +9,6 @@ families only when `/metrics` is scraped.
 
 from __future__ import annotations
 
-from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from litestar import get
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from litestar import Litestar
-    from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = (
     "METRICS_MEDIA_TYPE",
@@ -41,7 +39,6 @@ __all__ = (
     "UNMATCHED_ROUTE",
     "CacheMetricsCollector",
     "HttpMetrics",
-    "HttpMetricsMiddleware",
     "install_metrics",
     "metrics",
 )
@@ -165,7 +162,7 @@ class _Series:
 
 
 class HttpMetrics:
-    """Request counters of one application, plain integers bumped by `HttpMetricsMiddleware`.
+    """Request counters of one application, plain integers bumped by `RequestMiddleware`.
 
     Metrics:
 
@@ -240,49 +237,10 @@ def _histogram(
     return family
 
 
-class HttpMetricsMiddleware:
-    """Count every HTTP request in `HttpMetrics`: a pure-ASGI wrapper around the router.
+def install_metrics(app: Litestar) -> HttpMetrics:
+    """Give `app` a registry of its own (`app.state.metrics_registry`); return the HTTP counters to bump.
 
-    It wraps `app.asgi_handler` (not Litestar's `middleware=`), so requests no route matches are counted too.
-    The per-request cost is two `perf_counter` calls, the status captured from `http.response.start`, and a few
-    dictionary operations; labels are plain tuples, formatted only at scrape time.
-    """
-
-    __slots__ = ("app", "metrics")
-
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
-        """Wrap `app`, counting into `metrics`."""
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one request; other scopes (websockets) pass through uncounted."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500  # if the app fails without answering, the server answers 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        metrics = self.metrics
-        metrics.in_progress += 1
-        started = perf_counter()
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            metrics.in_progress -= 1
-            # The router sets `path_template` on the scope once a route matches.
-            metrics.observe(scope["method"], scope.get("path_template"), status, perf_counter() - started)
-
-
-def install_metrics(app: Litestar) -> CollectorRegistry:
-    """Give `app` a registry of its own (`app.state.metrics_registry`) and count its HTTP requests.
-
-    Call it once the routes are registered: it wraps the current `app.asgi_handler`.
+    `app.middleware.RequestMiddleware` counts the requests into what this returns.
     """
     registry = CollectorRegistry()
     http = HttpMetrics()
@@ -292,8 +250,7 @@ def install_metrics(app: Litestar) -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     app.state.metrics_registry = registry
-    app.asgi_handler = HttpMetricsMiddleware(app.asgi_handler, http)
-    return registry
+    return http
 
 
 @get(

@@ -15,7 +15,7 @@ from app.errors import exception_handlers
 from app.health import HealthController
 from app.lifespan import lifespan
 from app.metrics import install_metrics, metrics
-from app.middleware import RequestIdMiddleware
+from app.middleware import RequestMiddleware
 from app.openapi import refine_openapi
 from app.users.controller import UserController
 
@@ -54,7 +54,7 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
         logging_config=None,  # `python -m app` configures logging (app.logs), once per process, before serving
     )
     refine_openapi(app)
-    install_metrics(app)  # a registry of this app's own, and HTTP counters around the router (404s included)
-    # Outermost, around the router too, so 404s, 405s and path-type 400s also carry a request id.
-    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    http_metrics = install_metrics(app)  # a registry of this app's own
+    # Outermost, around the router too, so 404s, 405s and path-type 400s also carry a request id and are counted.
+    app.asgi_handler = RequestMiddleware(app.asgi_handler, http_metrics)
     return app

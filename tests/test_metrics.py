@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.cache import CacheStats, CircuitBreakerBackend, MemoryBackend
 from app.cache.testing import FaultyBackend
 from app.config import Settings
-from app.metrics import UNMATCHED_ROUTE, HttpMetrics, HttpMetricsMiddleware
+from app.metrics import UNMATCHED_ROUTE, HttpMetrics
+from app.middleware import RequestMiddleware
 from app.server import create_app
 
 Client = AsyncTestClient[Litestar]
@@ -175,7 +176,7 @@ async def test_middleware_counts_a_crash_as_500_and_odd_methods_as_other() -> No
         pass
 
     metrics = HttpMetrics()
-    middleware = HttpMetricsMiddleware(crash, metrics)
+    middleware = RequestMiddleware(crash, metrics)
     scope = {"type": "http", "method": "BREW", "path": "/pot", "headers": []}
     with pytest.raises(RuntimeError):
         await middleware(scope, receive, send)  # type: ignore[arg-type]

@@ -302,9 +302,17 @@ class Cache(Generic[K, V]):
         stats.stale_serves += stale
         stats.decode_errors += corrupt
 
+    def _near_hit(self, key: K) -> tuple[_Status, V | None] | None:
+        """The near cache's entry for one key, counted as a near hit; `None` on a near miss (not counted here)."""
+        result = self._near.get(self._key_prefix + self._encode_key(key)) if self._near is not None else None
+        if result is not None:
+            self.stats.near_hits += 1
+        return result
+
     async def get(self, key: K) -> V | None:
         """Return the cached value, or `None` on a miss, an "absent" entry or a backend error."""
-        return (await self._lookup((key,)))[0][1]
+        result = self._near_hit(key) or (await self._lookup((key,)))[0]
+        return result[1]
 
     async def get_many(self, keys: Iterable[K]) -> dict[K, V]:
         """Return the cached values of those keys that have one, in one backend round trip."""
@@ -444,6 +452,9 @@ class Cache(Generic[K, V]):
         A `None` from the loader is cached as "absent" for `negative_ttl`. A loader error reaches every
         waiter and nothing is cached.
         """
+        near = self._near_hit(key)
+        if near is not None:  # only fresh entries and absences are kept near
+            return near[1]
         flight = self._inflight.get(key)
         if flight is None or key in self._refreshing:  # a refresh is not waited for: the stale value is served
             status, value = (await self._lookup((key,)))[0]

@@ -1,4 +1,5 @@
-"""Serve a bench app the way `python -m app` serves the service: uvicorn, one worker, uvloop, httptools."""
+"""Serve a bench app the way `python -m app` serves the service: uvicorn, one worker, uvloop, httptools, and
+`gc.freeze()` after start-up."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from typing import TYPE_CHECKING
 
 import uvicorn
+
+from app.__main__ import freeze_startup_objects
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -15,6 +18,7 @@ __all__ = ("serve",)
 
 def serve(app: Litestar) -> None:
     """Serve on `HOST`:`PORT` (default 127.0.0.1:8000) until interrupted, with the access log off."""
+    app.on_startup.append(freeze_startup_objects)  # the same process tuning as the service: like with like
     uvicorn.run(
         app,
         host=os.environ.get("HOST", "127.0.0.1"),

@@ -19,7 +19,8 @@ from litestar.testing import AsyncTestClient
 
 from app.config import ConfigError, Settings
 from app.logs import JsonFormatter, RequestIdFilter, TextFormatter, logging_config, request_id_var
-from app.middleware import RequestIdMiddleware
+from app.metrics import HttpMetrics
+from app.middleware import RequestMiddleware
 from app.server import create_app
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
@@ -93,7 +94,7 @@ async def test_log_lines_carry_the_id_of_their_request(captured: tuple[logging.L
         await send({"type": "http.response.start", "status": 204, "headers": [(b"x-app", b"1")]})
         await send({"type": "http.response.body", "body": b""})
 
-    transport = httpx.ASGITransport(app=RequestIdMiddleware(endpoint))  # pyright: ignore[reportArgumentType]
+    transport = httpx.ASGITransport(app=RequestMiddleware(endpoint, HttpMetrics()))  # pyright: ignore[reportArgumentType]
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         first, second = await asyncio.gather(
             http.get("/a", headers={"X-Request-ID": "req-a"}), http.get("/b", headers={"X-Request-ID": "req-b"})
