@@ -26,7 +26,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     && python -m compileall -q app
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
-# tini is PID 1: it forwards SIGTERM to uvicorn (which drains requests, then closes the pools) and reaps zombies.
+# tini is PID 1: it forwards SIGTERM to the server (which drains requests, then closes the pools) and reaps zombies.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini=0.19.0-* \
     && rm -rf /var/lib/apt/lists/* \

@@ -1,4 +1,4 @@
-"""`python -m app`: serve with uvicorn (uvloop, httptools) from `Settings`; what the container image runs."""
+"""`python -m app`: serve with uvicorn (uvloop, httptools) or granian (`SERVER`); what the container image runs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import sys
 from typing import TYPE_CHECKING
 
 import uvicorn
+from granian import Granian
+from granian.constants import Interfaces, Loops
+from granian.log import LogLevels
 
 from app.config import ConfigError, Settings
 from app.logs import logging_config
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
     from litestar import Litestar
 
 __all__ = ("GRACEFUL_SHUTDOWN_SECONDS", "app_from_env", "main")
+
+APP_FACTORY = "app.__main__:app_from_env"
 
 GRACEFUL_SHUTDOWN_SECONDS = 20
 """On SIGTERM, in-flight requests get this long to finish; then the lifespan closes the pools and the process exits.
@@ -57,10 +62,17 @@ def main() -> None:
     # again to die by it (status 143 under tini). A completed graceful shutdown is a success: exit with 0 instead.
     # (A SIGTERM before uvicorn takes over also exits with 0: nothing was being served yet.)
     signal.signal(signal.SIGTERM, _exit_successfully)
+    if settings.server == "granian":
+        _serve_with_granian(settings)
+    else:
+        _serve_with_uvicorn(settings)
+
+
+def _serve_with_uvicorn(settings: Settings) -> None:
     # An import string and a factory, not an app object: uvicorn needs one to start WORKERS > 1 processes,
     # and each worker then builds its own app (its own pools) from the same environment.
     uvicorn.run(
-        "app.__main__:app_from_env",
+        APP_FACTORY,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -73,6 +85,25 @@ def main() -> None:
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+
+
+def _serve_with_granian(settings: Settings) -> None:
+    # The same factory in every worker process. Granian handles SIGTERM and SIGINT itself: it stops accepting,
+    # lets the workers finish (killing them after GRACEFUL_SHUTDOWN_SECONDS) and exits with 0.
+    Granian(
+        APP_FACTORY,
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        loop=Loops.uvloop,
+        websockets=False,
+        log_dictconfig=logging_config(settings.log_level, settings.log_format),
+        log_level=LogLevels(settings.log_level.lower()),
+        log_access=settings.log_level == "DEBUG",
+        workers_kill_timeout=GRACEFUL_SHUTDOWN_SECONDS,
+    ).serve()
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
-    """How many uvicorn worker processes serve requests."""
+    """How many worker processes serve requests."""
+    server: Literal["uvicorn", "granian"] = "uvicorn"
+    """The HTTP server of `python -m app`: uvicorn (uvloop, httptools) or granian (Rust HTTP, uvloop)."""
     log_format: Literal["text", "json"] = "text"
     """`text` (readable, for development) or `json` (one object per line, for production)."""
 

@@ -69,14 +69,15 @@ class JsonFormatter(logging.Formatter):
         return self._encoder.encode(entry).decode()
 
 
-_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+_SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "_granian", "granian.access")
 
 
 def logging_config(level: LogLevel, log_format: Literal["text", "json"]) -> dict[str, Any]:
     """A `logging.config.dictConfig` dictionary: one stderr handler with the request-id filter, on the root.
 
-    uvicorn applies it (`log_config=`) in its own process and in every worker, before the app starts; the
-    `uvicorn.*` loggers keep no handlers of their own and propagate to the root, so they share the format.
+    The server applies it (uvicorn's `log_config=`, granian's `log_dictconfig=`) in its own process and in every
+    worker, before the app starts; the servers' loggers keep no handlers of their own and propagate to the
+    root, so they share the format.
 
     Args:
         level: The root level (`LOG_LEVEL`).
@@ -97,5 +98,5 @@ def logging_config(level: LogLevel, log_format: Literal["text", "json"]) -> dict
             }
         },
         "root": {"level": level, "handlers": ["stderr"]},
-        "loggers": {name: {"handlers": [], "propagate": True} for name in _UVICORN_LOGGERS},
+        "loggers": {name: {"handlers": [], "propagate": True} for name in _SERVER_LOGGERS},
     }

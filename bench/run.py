@@ -108,6 +108,10 @@ class HttpCase:
     server: str
     mode: str
     cache_hit: bool = False
+    ceiling: str = "ceiling"
+    """The case this one's "x ceiling" is relative to: the ceiling on the same HTTP server."""
+    baseline: str | None = "baseline"
+    """The case of the "x baseline" column (the baseline runs on uvicorn only)."""
 
 
 CASES = (
@@ -121,6 +125,26 @@ CASES = (
     HttpCase("memory-uuid", "service, memory backend", "svc-memory", "uuid", cache_hit=True),
     HttpCase("miss-id", "service, cache off (SQLite)", "svc-miss", "id"),
     HttpCase("list", "service, Redis (pages are not cached)", "svc-redis", "list"),
+    # SERVER=granian: the same apps on granian, each compared with the ceiling on granian.
+    HttpCase("ceiling-granian", "granian: ceiling", "ceiling-granian", "id", ceiling="ceiling-granian", baseline=None),
+    HttpCase(
+        "redis-id-granian",
+        "granian: service, Redis",
+        "svc-redis-granian",
+        "id",
+        cache_hit=True,
+        ceiling="ceiling-granian",
+        baseline=None,
+    ),
+    HttpCase(
+        "near-id-granian",
+        "granian: service, Redis + near cache",
+        "svc-near-granian",
+        "id",
+        cache_hit=True,
+        ceiling="ceiling-granian",
+        baseline=None,
+    ),
 )
 
 
@@ -174,6 +198,15 @@ def server_specs(workdir: Path, redis_url: str, features: Features) -> dict[str,
         "svc-near": service("svc-near", {"REDIS_URL": redis_url, "CACHE_NEAR_ENABLED": "true"}),
         "svc-memory": service("svc-memory", {}),
         "svc-miss": service("svc-miss", miss),
+        "ceiling-granian": ServerSpec(
+            "ceiling-granian", [python, "-m", "bench.apps.ceiling"], {"HOST": "127.0.0.1", "SERVER": "granian"}
+        ),
+        "svc-redis-granian": service(
+            "svc-redis-granian", {"REDIS_URL": redis_url, "CACHE_NEAR_ENABLED": "false", "SERVER": "granian"}
+        ),
+        "svc-near-granian": service(
+            "svc-near-granian", {"REDIS_URL": redis_url, "CACHE_NEAR_ENABLED": "true", "SERVER": "granian"}
+        ),
     }
 
 
@@ -282,12 +315,12 @@ def http_table(results: dict[tuple[str, int], CaseResult], config: BenchConfig) 
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for connections in config.concurrency:
-        ceiling = results.get(("ceiling", connections))
-        baseline = results.get(("baseline", connections))
         for case in CASES:
             result = results.get((case.key, connections))
             if result is None or not result.runs:
                 continue
+            ceiling = results.get((case.ceiling, connections))
+            baseline = results.get((case.baseline, connections)) if case.baseline else None
             runs = result.runs
             cells = [
                 f"{case.label} `{case.key}`",

@@ -17,6 +17,7 @@ from litestar import Litestar, get
 from litestar.exceptions import NotFoundException
 from redis.asyncio import Redis
 
+from app.__main__ import freeze_startup_objects
 from app.users.models import User
 from bench.apps.serve import serve
 from bench.fixtures import sample_users
@@ -63,7 +64,7 @@ async def get_user(user_id: int) -> User:
     return _DECODER.decode(data)  # pyright: ignore[reportArgumentType] - bytes: decode_responses is off
 
 
-app = Litestar(route_handlers=[get_user], lifespan=[lifespan], openapi_config=None)
+app = Litestar(route_handlers=[get_user], lifespan=[lifespan], openapi_config=None, on_startup=[freeze_startup_objects])
 
 if __name__ == "__main__":
-    serve(app)
+    serve(app, "bench.apps.baseline:app")

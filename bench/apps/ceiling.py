@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from litestar import Litestar, get
 
+from app.__main__ import freeze_startup_objects
 from app.users.models import User
 from bench.apps.serve import serve
 from bench.fixtures import sample_users
@@ -24,7 +25,7 @@ async def get_user(user_id: int) -> User:
     return _USERS.get(user_id, _DEFAULT)
 
 
-app = Litestar(route_handlers=[get_user], openapi_config=None)
+app = Litestar(route_handlers=[get_user], openapi_config=None, on_startup=[freeze_startup_objects])
 
 if __name__ == "__main__":
-    serve(app)
+    serve(app, "bench.apps.ceiling:app")

@@ -1,5 +1,6 @@
-"""Serve a bench app the way `python -m app` serves the service: uvicorn, one worker, uvloop, httptools, and
-`gc.freeze()` after start-up."""
+"""Serve a bench app the way `python -m app` serves the service: one worker, uvicorn (uvloop, httptools) or
+granian (`SERVER=granian`, uvloop), access log off. (The apps freeze gc after start-up like the service:
+`on_startup=[freeze_startup_objects]`.)"""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import os
 from typing import TYPE_CHECKING
 
 import uvicorn
-
-from app.__main__ import freeze_startup_objects
+from granian import Granian
+from granian.constants import Interfaces, Loops
+from granian.log import LogLevels
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -16,9 +18,21 @@ if TYPE_CHECKING:
 __all__ = ("serve",)
 
 
-def serve(app: Litestar) -> None:
-    """Serve on `HOST`:`PORT` (default 127.0.0.1:8000) until interrupted, with the access log off."""
-    app.on_startup.append(freeze_startup_objects)  # the same process tuning as the service: like with like
+def serve(app: Litestar, target: str) -> None:
+    """Serve `app` (importable as `target`, for granian) on `HOST`:`PORT` (default 127.0.0.1:8000) until interrupted."""
+    if os.environ.get("SERVER") == "granian":
+        Granian(
+            target,
+            address=os.environ.get("HOST", "127.0.0.1"),
+            port=int(os.environ.get("PORT", "8000")),
+            interface=Interfaces.ASGI,
+            workers=1,
+            loop=Loops.uvloop,
+            websockets=False,
+            log_level=LogLevels.warning,
+            log_access=False,
+        ).serve()
+        return
     uvicorn.run(
         app,
         host=os.environ.get("HOST", "127.0.0.1"),
