@@ -550,7 +550,8 @@ def report(
     parameters = (
         f"- Load: wrk, {config.threads} threads, {config.duration} s per case after a {config.warmup} s warm-up, "
         f"{config.rounds} round(s), medians with (min..max); server, redis-server and wrk share the machine "
-        "(nothing pinned to cores). One uvicorn worker per server, access log off."
+        "(nothing pinned to cores). One worker per server (uvicorn; granian for the `*-granian` cases), "
+        "access log off, gc frozen after start-up."
     )
     parts = ["# Benchmark results", "", "Written by `make bench` (bench/run.py); see bench/README.md.", ""]
     parts += [*env_lines, parameters, ""]

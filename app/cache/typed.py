@@ -77,7 +77,7 @@ class Cache(Generic[K, V]):
     a deploy that changes V never reads entries written for the old V. A backend failure never reaches the
     caller: reads degrade to misses and writes to no-ops, and `stats.errors` counts them.
 
-    A versioned cache (`version_of` given) prefixes each value with its version and refuses to replace a
+    A versioned cache (`version_of` given) stores each value with its version and refuses to replace a
     cached value by an older one, which closes the cache-aside race between a slow reader and a writer.
     """
 

@@ -63,6 +63,9 @@ class UserService:
             )
         return {uuid: user.id for uuid, user in users.items()}
 
+    async def _load_id_of_uuid(self, user_uuid: UUID) -> int | None:
+        return (await self._load_id_by_uuid([user_uuid])).get(user_uuid)
+
     # -- reads --------------------------------------------------------------------------------------
 
     async def get(self, user_id: int) -> User:
@@ -82,7 +85,7 @@ class UserService:
         Raises:
             NotFoundError: No such user.
         """
-        user_id = (await self.id_by_uuid.get_many_or_load((user_uuid,), self._load_id_by_uuid)).get(user_uuid)
+        user_id = await self.id_by_uuid.get_or_load(user_uuid, self._load_id_of_uuid)
         user = None if user_id is None else await self.user_by_id.get_or_load(user_id, self.repository.get_by_id)
         if user is None:
             raise NotFoundError(f"No user with user_uuid {user_uuid}", parameter="user_uuid")
