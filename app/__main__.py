@@ -31,7 +31,7 @@ Shorter than Kubernetes' default 30 s grace period minus the manifests' 5 s preS
 
 
 def app_from_env() -> Litestar:
-    """Build the application from the environment; uvicorn calls this once in each worker process."""
+    """Build the application from the environment; the server calls this once in each worker process."""
     app = create_app(Settings.from_env())
     app.on_startup.append(freeze_startup_objects)
     return app

@@ -86,7 +86,7 @@ class _Protocol(asyncio.Protocol):
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         """Write one packed command; the future resolves to its reply."""
         if self.error is not None:
-            raise self.error
+            raise ConnectionError(str(self.error))
         waiter = self._loop.create_future()
         if not self._waiters:
             self._last_progress = time.monotonic()
@@ -118,10 +118,11 @@ class _Protocol(asyncio.Protocol):
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+        message = str(self.error)
         while self._waiters:
             waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(self.error)
+            if not waiter.done():  # one exception object per caller: a shared one would collect every traceback
+                waiter.set_exception(ConnectionError(message))
 
 
 def _retrieve_exception(future: asyncio.Future[Any]) -> None:
