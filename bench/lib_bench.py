@@ -3,8 +3,8 @@
 Each case is a loop of `n` sequential calls timed with `time.perf_counter_ns`, on uvloop like the service.
 `n` is calibrated so one measurement takes about `BENCH_LIB_TIME` seconds (default 0.2); every case runs
 once per round, `BENCH_LIB_ROUNDS` rounds (default 7), cases in reverse order on odd rounds. A case with a
-reference ("vs") also reports its overhead: the median over rounds of (its time / the reference's time in
-the same round) - 1.
+reference ("vs") is timed side by side with it, in alternating slices (`_paired`), and reports its overhead:
+the median over rounds of (its time / the reference's time in those slices) - 1.
 
 Run alone with `python -m bench.lib_bench` (it starts its own redis-server, or uses `--redis-url`);
 `bench/run.py` runs it against the throw-away server of the HTTP cases and merges the result.
@@ -336,6 +336,32 @@ async def _timed(op: Callable[[int], Awaitable[None]], n: int) -> float:
     return (time.perf_counter_ns() - start) / n
 
 
+PAIRED_SLICES = 8
+"""A case and its reference are timed in this many alternating slices each (see `_paired`)."""
+
+
+async def _paired(
+    op: Callable[[int], Awaitable[None]], n: int, ref: Callable[[int], Awaitable[None]], ref_n: int
+) -> tuple[float, float]:
+    """Time `op` and `ref` in alternating slices (op, ref, ref, op, op, ref, ...): ns per call of each.
+
+    Loopback round trips on a VM drift by tens of percent within seconds; timing a case and its reference
+    side by side, in slices of a few tens of milliseconds, makes both see the same drift, so their ratio is
+    much steadier than the ratio of two measurements taken a second apart.
+    """
+    op_ns = ref_ns = 0
+    op_slice, ref_slice = max(1, n // PAIRED_SLICES), max(1, ref_n // PAIRED_SLICES)
+    for i in range(PAIRED_SLICES):
+        for first in (True, False) if i % 2 == 0 else (False, True):
+            start = time.perf_counter_ns()
+            await (op(op_slice) if first else ref(ref_slice))
+            if first:
+                op_ns += time.perf_counter_ns() - start
+            else:
+                ref_ns += time.perf_counter_ns() - start
+    return op_ns / (op_slice * PAIRED_SLICES), ref_ns / (ref_slice * PAIRED_SLICES)
+
+
 async def _calibrate(op: Callable[[int], Awaitable[None]], seconds: float) -> int:
     per_op = await _timed(op, 50)
     per_op = min(per_op, await _timed(op, 50))
@@ -352,11 +378,19 @@ async def run_lib_bench(redis_url: str, *, rounds: int, seconds: float) -> list[
         for case in cases:
             counts[case.key] = await _calibrate(case.op, seconds)
             await asyncio.sleep(0.02)
+        by_key = {case.key: case for case in cases}
         samples: dict[str, list[float]] = {case.key: [] for case in cases}
+        ratios: dict[str, list[float]] = {case.key: [] for case in cases}
         for round_no in range(rounds):
             for case in cases if round_no % 2 == 0 else reversed(cases):
                 gc.collect()
-                samples[case.key].append(await _timed(case.op, counts[case.key]))
+                if case.ref is None:
+                    samples[case.key].append(await _timed(case.op, counts[case.key]))
+                else:
+                    ref = by_key[case.ref]
+                    ns, ref_ns = await _paired(case.op, counts[case.key], ref.op, counts[ref.key])
+                    samples[case.key].append(ns)
+                    ratios[case.key].append(ns / ref_ns)
                 # Let background tasks run between measurements: the near cache's invalidation listener turns
                 # the near caches off when its pings go unanswered for a few seconds of busy loops.
                 await asyncio.sleep(0.02)
@@ -369,7 +403,7 @@ async def run_lib_bench(redis_url: str, *, rounds: int, seconds: float) -> list[
             group=case.group,
             ref=case.ref,
             ns=samples[case.key],
-            ratios=[ns / ref for ns, ref in zip(samples[case.key], samples[case.ref], strict=True)] if case.ref else [],
+            ratios=ratios[case.key],
         )
         for case in cases
     ]

@@ -208,7 +208,7 @@ class Cache(Generic[K, V]):
             data = entry_header(version, fresh_until_ms, present=True) + self._codec.encode(value)
         return Entry(self.key(key), data, max(1, int(ttl * 1000)))
 
-    def _unpack(self, data: bytes) -> tuple[_Status, V | None]:
+    def _unpack(self, data: bytes, now: float) -> tuple[_Status, V | None]:
         stored = self._entry_decoder.decode(data)
         value = stored.value
         if value is msgspec.UNSET:
@@ -216,7 +216,6 @@ class Cache(Generic[K, V]):
         if not stored.fresh_until_ms:
             return _Status.HIT, value
         fresh_until = stored.fresh_until_ms / 1000
-        now = self._clock()
         if now >= fresh_until:
             return _Status.STALE, value
         if (
@@ -265,6 +264,7 @@ class Cache(Generic[K, V]):
             stats.misses += len(backend_keys)
             return [_MISS_RESULT] * len(backend_keys)
         unpack = self._unpack
+        now = self._clock()  # once per batch: every entry of one read is judged at the same moment
         results: list[tuple[_Status, V | None]] = []
         append = results.append
         corrupt: list[str] = []
@@ -273,7 +273,7 @@ class Cache(Generic[K, V]):
                 append(_MISS_RESULT)
                 continue
             try:
-                append(unpack(data))
+                append(unpack(data, now))
             except (msgspec.DecodeError, ValueError):
                 corrupt.append(backend_keys[n])
                 append(_MISS_RESULT)
