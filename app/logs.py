@@ -18,7 +18,7 @@ NO_REQUEST_ID = "-"
 """The request id of log lines written outside any request."""
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default=NO_REQUEST_ID)
-"""The id of the request being served; set by `app.middleware.RequestIdMiddleware`."""
+"""The id of the request being served; set by `app.middleware.RequestMiddleware`."""
 
 
 class RequestIdFilter(logging.Filter):
