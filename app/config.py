@@ -51,7 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cache_early_refresh: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.0
     """Probabilistic early refresh strength (0 off, 1 typical)."""
     cache_near_enabled: bool = False
-    """Near cache (L1): an in-process LRU in front of Redis, invalidated across replicas over pub/sub."""
+    """Near cache (L1): decoded values in process, in front of Redis, invalidated across replicas over pub/sub."""
     cache_near_ttl_seconds: PositiveSeconds = 5.0
     """Longest life of a near-cache entry (an upper bound on staleness if an invalidation is ever lost)."""
     cache_near_max_entries: Annotated[int, msgspec.Meta(ge=1)] = 10_000

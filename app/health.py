@@ -58,12 +58,11 @@ class HealthController(Controller):
         self, cache_manager: Injected[CacheManager], user_repository: Injected[UserRepository]
     ) -> Response[Readiness]:
         """Answer 200 while the database answers; the cache status is reported but never makes this fail."""
-        repository = user_repository
         try:
-            await repository.ping()
-            database = DatabaseHealth(backend=repository.name, status="ok")
+            await user_repository.ping()
+            database = DatabaseHealth(backend=user_repository.name, status="ok")
         except Exception as exc:  # noqa: BLE001 - any database failure means not ready
-            database = DatabaseHealth(backend=repository.name, status="down", error=type(exc).__name__)
+            database = DatabaseHealth(backend=user_repository.name, status="down", error=type(exc).__name__)
         ready = database.status == "ok"
         body = Readiness(
             status="ready" if ready else "not_ready", database=database, cache=await cache_manager.health()

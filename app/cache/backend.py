@@ -9,12 +9,24 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ("HEADER_SIZE", "CacheBackend", "CacheBackendError", "Entry", "entry_header", "stored_version")
+__all__ = (
+    "ENTRY_FORMAT",
+    "HEADER_SIZE",
+    "CacheBackend",
+    "CacheBackendError",
+    "Entry",
+    "entry_header",
+    "stored_version",
+)
 
 _HEADER = struct.Struct(">BBQBQ")
 _ARRAY_OF_3 = 0x93
 _ARRAY_OF_2 = 0x92
 _UINT64 = 0xCF
+
+ENTRY_FORMAT = b"entry-2"
+"""Names the layout `entry_header` describes. It is part of every cache key's fingerprint
+(`app.cache.codec.schema_fingerprint`), so a deploy that changes the layout reads none of the old entries."""
 
 HEADER_SIZE = _HEADER.size
 """Bytes before the value in a stored entry (19)."""

@@ -8,6 +8,8 @@ from uuid import UUID
 
 import msgspec
 
+from app.cache.backend import ENTRY_FORMAT
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -46,11 +48,6 @@ def key_encoder_for(key_type: type[K]) -> Callable[[K], str]:
         return _KEY_ENCODERS[key_type]
     except KeyError:
         raise TypeError(f"no key encoder for {key_type!r}: pass key_encoder=") from None
-
-
-ENTRY_FORMAT = b"entry-2"
-"""The layout of stored entries (`app.cache.backend.entry_header`); part of every fingerprint, so a deploy that
-changes the layout reads none of the entries written in the old one."""
 
 
 def schema_fingerprint(value_type: Any) -> str:

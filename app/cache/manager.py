@@ -173,13 +173,18 @@ class CacheManager:
 
     async def health(self) -> CacheHealth:
         """Ping the backend. Never raises: a dead backend is reported as degraded."""
-        breaker = self.breaker
+        error = None
         try:
             await self.backend.ping()
         except CacheBackendError as exc:
-            state = breaker.state.value if breaker else "none"
-            return CacheHealth(backend=self.backend.name, status="degraded", breaker=state, error=str(exc))
-        return CacheHealth(backend=self.backend.name, status="ok", breaker=breaker.state.value if breaker else "none")
+            error = str(exc)
+        breaker = self.breaker
+        return CacheHealth(
+            backend=self.backend.name,
+            status="ok" if error is None else "degraded",
+            breaker=breaker.state.value if breaker else "none",
+            error=error,
+        )
 
     def start(self) -> None:
         """Start background work (the invalidation listener). Called by the lifespan."""

@@ -1,4 +1,4 @@
-"""The near cache (L1): a small in-process LRU of decoded values in front of the backend."""
+"""The near cache (L1): a small in-process map of decoded values in front of the backend."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ __all__ = ("NearCache",)
 
 class NearCache:
     """Decoded values by backend key, each for at most `ttl` seconds, at most `max_entries` of them.
+
+    Beyond `max_entries` the entry written longest ago goes first: reads do not reorder, so a hit is one
+    dictionary look-up.
 
     It is only correct while something drops entries that change elsewhere: the `InvalidationBus` calls
     `invalidate` for every key any process writes, and turns the near cache off (`enabled = False`, which

@@ -441,7 +441,7 @@ class Cache(Generic[K, V]):
         """Remove several keys in one round trip."""
         keys = list(keys)
         self._detach_loads(keys)
-        await self._delete_backend_keys([self.key(key) for key in keys])
+        await self._delete_backend_keys(self._backend_keys(keys))
 
     # -- cache-aside ------------------------------------------------------------------------------
 
