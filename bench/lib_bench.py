@@ -16,14 +16,13 @@ import argparse
 import asyncio
 import gc
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeAlias, TypeVar
 
 import msgspec
 import uvloop
@@ -36,12 +35,14 @@ from app.lifespan import build_cache_manager
 from app.users.caches import USER_BY_ID
 from app.users.models import User
 from bench.fixtures import sample_users, synthetic_users
-from bench.procs import BenchError, RedisServer
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+from bench.procs import BenchError, RedisServer, require_binary
 
 __all__ = ("LibRow", "format_lib_table", "run_lib_bench")
+
+T = TypeVar("T")
+
+Op: TypeAlias = Callable[[int], Awaitable[None]]
+"""A case's body: `n` calls in a loop."""
 
 BATCH = 100
 """Keys per `get_many` / MGET."""
@@ -63,10 +64,6 @@ class LibRow(msgspec.Struct, kw_only=True):
     """This case's time over the reference's, one per round (empty without a reference)."""
 
     @property
-    def median_ns(self) -> float:
-        return statistics.median(self.ns)
-
-    @property
     def overhead(self) -> float | None:
         """Median of the per-round ratios minus one (0.10 is 10% slower than the reference)."""
         return statistics.median(self.ratios) - 1 if self.ratios else None
@@ -77,7 +74,7 @@ class _Case:
     key: str
     label: str
     group: str
-    op: Callable[[int], Awaitable[None]]
+    op: Op
     ref: str | None = None
 
 
@@ -161,28 +158,40 @@ class _Fixture:
             await manager.close()
 
 
+def _calls(fn: Callable[[T], object], items: Sequence[T]) -> Op:
+    """`n` calls of `fn`, over `items` in turn."""
+
+    async def run(n: int) -> None:
+        count = len(items)
+        for i in range(n):
+            fn(items[i % count])
+
+    return run
+
+
+def _awaited(fn: Callable[[T], Awaitable[object]], items: Sequence[T]) -> Op:
+    """`n` awaited calls of `fn`, over `items` in turn."""
+
+    async def run(n: int) -> None:
+        count = len(items)
+        for i in range(n):
+            await fn(items[i % count])
+
+    return run
+
+
 def _redis_cases(f: _Fixture) -> list[_Case]:
     keys10 = f.raw_keys[:10]
     ids10 = f.ids[:10]
     decode = f.decoder.decode
-
-    async def raw_get_bytes(n: int) -> None:
-        get = f.raw.get
-        for i in range(n):
-            await get(keys10[i % 10])
 
     async def raw_get(n: int) -> None:
         get = f.raw.get
         for i in range(n):
             decode(await get(keys10[i % 10]))  # pyright: ignore[reportArgumentType]
 
-    def cache_get(cache: Cache[int, User]) -> Callable[[int], Awaitable[None]]:
-        async def run(n: int) -> None:
-            get = cache.get
-            for i in range(n):
-                await get(ids10[i % 10])
-
-        return run
+    def cache_get(cache: Cache[int, User]) -> Op:
+        return _awaited(cache.get, ids10)
 
     async def get_or_load(n: int) -> None:
         load = f.service.get_or_load
@@ -190,7 +199,7 @@ def _redis_cases(f: _Fixture) -> list[_Case]:
             await load(ids10[i % 10], _never)
 
     return [
-        _Case("redis-rtt", "raw redis.asyncio GET, no decode (the round trip)", "redis", raw_get_bytes),
+        _Case("redis-rtt", "raw redis.asyncio GET, no decode (the round trip)", "redis", _awaited(f.raw.get, keys10)),
         _Case("raw-get", "raw redis.asyncio GET + msgpack decode", "redis", raw_get),
         _Case("cache-get-service", SERVICE + ", Cache.get", "redis", cache_get(f.service), "raw-get"),
         _Case("cache-get", "Cache.get, Redis + breaker", "redis", cache_get(f.with_breaker), "raw-get"),
@@ -224,13 +233,8 @@ def _redis_batch_cases(f: _Fixture) -> list[_Case]:
             values = await mget(keys100)
             {user_id: decode(value) for user_id, value in zip(ids100, values, strict=True) if value is not None}  # pyright: ignore[reportArgumentType]
 
-    def cache_get_many(cache: Cache[int, User]) -> Callable[[int], Awaitable[None]]:
-        async def run(n: int) -> None:
-            get_many = cache.get_many
-            for _ in range(n):
-                await get_many(ids100)
-
-        return run
+    def cache_get_many(cache: Cache[int, User]) -> Op:
+        return _awaited(cache.get_many, [ids100])
 
     return [
         _Case("raw-mget", f"raw MGET x{BATCH} + decode into a dict", "redis", raw_mget),
@@ -270,11 +274,6 @@ def _memory_cases(f: _Fixture) -> list[_Case]:
         for i in range(n):
             decode(store[keys10[i % 10]])
 
-    async def cache_get(n: int) -> None:
-        get = f.memory.get
-        for i in range(n):
-            await get(ids10[i % 10])
-
     async def get_or_load(n: int) -> None:
         load = f.memory.get_or_load
         for i in range(n):
@@ -284,17 +283,18 @@ def _memory_cases(f: _Fixture) -> list[_Case]:
         for _ in range(n):
             {user_id: decode(store[key]) for user_id, key in zip(ids100, keys100, strict=True)}
 
-    async def cache_get_many(n: int) -> None:
-        get_many = f.memory.get_many
-        for _ in range(n):
-            await get_many(ids100)
-
     return [
         _Case("mem-raw-get", "dict lookup + msgpack decode", "memory", raw_get),
-        _Case("mem-cache-get", "Cache.get, MemoryBackend", "memory", cache_get, "mem-raw-get"),
+        _Case("mem-cache-get", "Cache.get, MemoryBackend", "memory", _awaited(f.memory.get, ids10), "mem-raw-get"),
         _Case("mem-get-or-load", "Cache.get_or_load on a hit, MemoryBackend", "memory", get_or_load, "mem-cache-get"),
         _Case("mem-raw-many", f"{BATCH} dict lookups + decode into a dict", "memory", raw_many),
-        _Case("mem-cache-get-many", f"Cache.get_many({BATCH}), memory", "memory", cache_get_many, "mem-raw-many"),
+        _Case(
+            "mem-cache-get-many",
+            f"Cache.get_many({BATCH}), memory",
+            "memory",
+            _awaited(f.memory.get_many, [ids100]),
+            "mem-raw-many",
+        ),
     ]
 
 
@@ -302,31 +302,11 @@ def _codec_cases(f: _Fixture) -> list[_Case]:
     users10 = f.users[:10]
     encoded10 = [f.encoder.encode(user) for user in users10]
 
-    async def raw_encode(n: int) -> None:
-        encode = f.encoder.encode
-        for i in range(n):
-            encode(users10[i % 10])
-
-    async def codec_encode(n: int) -> None:
-        encode = f.codec.encode
-        for i in range(n):
-            encode(users10[i % 10])
-
-    async def raw_decode(n: int) -> None:
-        decode = f.decoder.decode
-        for i in range(n):
-            decode(encoded10[i % 10])
-
-    async def codec_decode(n: int) -> None:
-        decode = f.codec.decode
-        for i in range(n):
-            decode(encoded10[i % 10])
-
     return [
-        _Case("raw-encode", "msgspec msgpack Encoder.encode(User)", "codec", raw_encode),
-        _Case("codec-encode", "ValueCodec.encode(User)", "codec", codec_encode, "raw-encode"),
-        _Case("raw-decode", "msgspec msgpack Decoder(User).decode", "codec", raw_decode),
-        _Case("codec-decode", "ValueCodec.decode -> User", "codec", codec_decode, "raw-decode"),
+        _Case("raw-encode", "msgspec msgpack Encoder.encode(User)", "codec", _calls(f.encoder.encode, users10)),
+        _Case("codec-encode", "ValueCodec.encode(User)", "codec", _calls(f.codec.encode, users10), "raw-encode"),
+        _Case("raw-decode", "msgspec msgpack Decoder(User).decode", "codec", _calls(f.decoder.decode, encoded10)),
+        _Case("codec-decode", "ValueCodec.decode -> User", "codec", _calls(f.codec.decode, encoded10), "raw-decode"),
     ]
 
 
@@ -457,7 +437,8 @@ def main() -> int:
     try:
         url = args.redis_url
         if url is None:
-            server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-lib-"))).start()
+            require_binary("redis-server")
+            server = RedisServer().start()
             url = server.url
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             rows = runner.run(run_lib_bench(url, rounds=rounds, seconds=seconds))
@@ -466,8 +447,7 @@ def main() -> int:
         return 2
     finally:
         if server is not None:
-            server.stop()
-            shutil.rmtree(server.workdir, ignore_errors=True)
+            server.close()
     if args.json:
         args.json.write_bytes(msgspec.json.encode(rows))
     else:

@@ -1,19 +1,18 @@
-"""Child processes for the benchmarks: a throw-away redis-server and HTTP servers on free loopback ports."""
+"""Child processes for the benchmarks: HTTP servers on free loopback ports (and the tests' throw-away redis-server)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import redis
+from tests.servers import RedisServer, free_port
 
 __all__ = ("BenchError", "HttpServer", "RedisServer", "child_env", "free_port", "require_binary")
 
@@ -37,13 +36,6 @@ def require_binary(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     if process.poll() is not None:
         return
@@ -53,44 +45,6 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
-
-
-@dataclass
-class RedisServer:
-    """A `redis-server` of our own on a free loopback port, without persistence. Never the shared one."""
-
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> RedisServer:
-        binary = require_binary("redis-server")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        args += ["--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")]
-        self.process = subprocess.Popen(args, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        client = redis.Redis.from_url(self.url, socket_timeout=0.5)
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return self
-                except redis.RedisError:
-                    if self.process.poll() is not None or time.monotonic() > deadline:
-                        raise BenchError(f"redis-server did not start; see {self.workdir / 'redis.log'}") from None
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            _stop(self.process)
-            self.process = None
 
 
 @dataclass
@@ -158,7 +112,7 @@ def child_env(extra: dict[str, str], pythonpath: Path) -> dict[str, str]:
     Settings inherited from the caller's shell (a `REDIS_URL` pointing at the shared server, say) would
     silently change what a case measures, so they are dropped.
     """
-    owned = ("REDIS_", "CACHE_", "DATABASE_", "SEED_", "LOG_", "HOST", "PORT", "WORKERS")
+    owned = ("REDIS_", "CACHE_", "DATABASE_", "SEED_", "LOG_", "HOST", "PORT", "WORKERS", "SERVER")
     env = {name: value for name, value in os.environ.items() if not name.startswith(owned)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH", "")]))
     env.update(extra)

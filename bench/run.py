@@ -152,25 +152,7 @@ CASES = (
 )
 
 
-@dataclass(frozen=True)
-class Features:
-    """Which of the settings the cases rely on the service knows (others are ignored by it)."""
-
-    near_cache: bool | None
-    cache_switch: bool | None
-
-
-def detect_features() -> Features:
-    try:
-        from app.config import Settings  # noqa: PLC0415 - only to learn which settings exist
-
-        fields = set(Settings.__struct_fields__)
-    except Exception:
-        return Features(near_cache=None, cache_switch=None)
-    return Features(near_cache="cache_near_enabled" in fields, cache_switch="cache_enabled" in fields)
-
-
-def server_specs(workdir: Path, redis_url: str, features: Features) -> dict[str, ServerSpec]:
+def server_specs(workdir: Path, redis_url: str) -> dict[str, ServerSpec]:
     python = sys.executable
     tag = os.getpid()
 
@@ -187,10 +169,6 @@ def server_specs(workdir: Path, redis_url: str, features: Features) -> dict[str,
         }
         return ServerSpec(name, [python, "-m", "app"], env)
 
-    miss = {"CACHE_ENABLED": "false"}
-    if features.cache_switch is False:
-        # Without the switch, a 1 ms TTL makes nearly every request a miss: load from SQLite, write back.
-        miss |= {"CACHE_TTL_SECONDS": "0.001", "CACHE_NEGATIVE_TTL_SECONDS": "0"}
     return {
         "ceiling": ServerSpec("ceiling", [python, "-m", "bench.apps.ceiling"], {"HOST": "127.0.0.1"}),
         "baseline": ServerSpec(
@@ -201,7 +179,7 @@ def server_specs(workdir: Path, redis_url: str, features: Features) -> dict[str,
         "svc-redis": service("svc-redis", {"REDIS_URL": redis_url, "CACHE_NEAR_ENABLED": "false"}),
         "svc-near": service("svc-near", {"REDIS_URL": redis_url, "CACHE_NEAR_ENABLED": "true"}),
         "svc-memory": service("svc-memory", {}),
-        "svc-miss": service("svc-miss", miss),
+        "svc-miss": service("svc-miss", {"CACHE_ENABLED": "false"}),
         "ceiling-granian": ServerSpec(
             "ceiling-granian", [python, "-m", "bench.apps.ceiling"], {"HOST": "127.0.0.1", "SERVER": "granian"}
         ),
@@ -212,24 +190,6 @@ def server_specs(workdir: Path, redis_url: str, features: Features) -> dict[str,
             "svc-near-granian", {"REDIS_URL": redis_url, "CACHE_NEAR_ENABLED": "true", "SERVER": "granian"}
         ),
     }
-
-
-def feature_notes(features: Features, cases: Sequence[HttpCase]) -> list[str]:
-    keys = {case.key for case in cases}
-    notes: list[str] = []
-    if features.near_cache is False and keys & {"near-id", "near-uuid"}:
-        notes.append(
-            "`CACHE_NEAR_ENABLED` is not a setting of the service yet: the near-cache rows measure the same "
-            "configuration as the Redis rows."
-        )
-    if features.cache_switch is False and "miss-id" in keys:
-        notes.append(
-            "`CACHE_ENABLED` is not a setting of the service yet: the cache-off row runs the memory backend "
-            "with a 1 ms TTL instead, so nearly every request misses, reads SQLite and writes the user back."
-        )
-    if features.near_cache is None:
-        notes.append("Could not import app.config to check which settings exist.")
-    return notes
 
 
 # -- wrk -------------------------------------------------------------------------------------------
@@ -580,18 +540,14 @@ def _selected_cases(config: BenchConfig) -> list[HttpCase]:
     return [case for case in CASES if case.key in config.cases]
 
 
-def bench(config: BenchConfig, workdir: Path) -> str:
-    wrk = require_binary("wrk")
-    redis_server = require_binary("redis-server")
-    cases = _selected_cases(config)
-    features = detect_features()
-    notes = feature_notes(features, cases)
+def bench(config: BenchConfig, workdir: Path, cases: Sequence[HttpCase], *, wrk: str, redis_server: str) -> str:
+    notes: list[str] = []
     env_lines = environment(wrk, redis_server)
-    server = RedisServer(workdir / "redis").start()
+    server = RedisServer().start()
     log(f"throw-away redis-server at {server.url}; work directory {workdir}")
     try:
         lib_rows = run_lib(server.url, workdir) if config.lib else []
-        specs = server_specs(workdir, server.url, features)
+        specs = server_specs(workdir, server.url)
         needed = [specs[name] for name in dict.fromkeys(case.server for case in cases)]
         results: dict[tuple[str, int], CaseResult] = {}
         if cases:
@@ -605,7 +561,7 @@ def bench(config: BenchConfig, workdir: Path) -> str:
             finally:
                 stop_servers(servers)
     finally:
-        server.stop()
+        server.close()
     return report(config, env_lines, results, lib_rows, notes)
 
 
@@ -617,15 +573,15 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         config = BenchConfig.from_env()
-        require_binary("wrk")
-        require_binary("redis-server")
-        _selected_cases(config)
+        wrk = require_binary("wrk")
+        redis_server = require_binary("redis-server")
+        cases = _selected_cases(config)
     except BenchError as exc:
         log(f"bench: {exc}")
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
-        text = bench(config, workdir)
+        text = bench(config, workdir, cases, wrk=wrk, redis_server=redis_server)
     except (BenchError, subprocess.CalledProcessError) as exc:
         log(f"bench: {exc}\n(server logs kept in {workdir})")
         return 2
