@@ -182,6 +182,7 @@ def test_serves_as_the_image_does_and_stops_cleanly_on_sigterm(
     if server == "uvicorn":
         assert messages.count("Application shutdown complete.") == workers, messages
     else:
+        assert sum(message.startswith("Stopped worker-") for message in messages) == workers, messages
         assert messages.count("Granian shutdown completed, see ya!") == 1, messages
     assert not [record for record in records if record["level"] in {"ERROR", "CRITICAL"}]
 

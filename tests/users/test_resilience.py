@@ -100,6 +100,8 @@ async def test_a_hung_redis_costs_one_timeout_not_one_per_request(redis_server: 
         for n in range(1, 11):
             assert (await client.get(f"/users/{n}")).status_code == 200
         assert redis_server.process is not None
+        breaker = app.state.cache_manager.breaker
+        reads_before = breaker.latency["get"].count
         os.kill(redis_server.process.pid, signal.SIGSTOP)  # accepts connections, never answers
         try:
 
@@ -111,7 +113,10 @@ async def test_a_hung_redis_costs_one_timeout_not_one_per_request(redis_server: 
                 return time.perf_counter() - started
 
             burst = await asyncio.gather(*(timed(n) for n in range(100)))  # concurrent: one batched read times out
+            reads_in_burst = breaker.latency["get"].count - reads_before
+            calls_before = sum(histogram.count for histogram in breaker.latency.values())
             sequential = [await timed(n) for n in range(100)]  # then the breaker is open: no waiting at all
+            calls_while_open = sum(histogram.count for histogram in breaker.latency.values()) - calls_before
         finally:
             os.kill(redis_server.process.pid, signal.SIGCONT)
         sequential.sort()
@@ -120,5 +125,7 @@ async def test_a_hung_redis_costs_one_timeout_not_one_per_request(redis_server: 
             f" p99 {sequential[98] * 1000:.1f} ms, max {sequential[-1] * 1000:.1f} ms"
         )
         assert max(burst) < 2.0
+        assert reads_in_burst == 1  # the 100 requests' reads went out as one batch, and timed out once
+        assert calls_while_open <= 1  # at most the breaker's one probe reached the hung Redis
         assert sequential[50] < 0.02  # far below the 50 ms timeout: requests do not wait on Redis
         assert sum(1 for t in sequential if t >= 0.05) <= 3  # at most the failures that open the breaker
