@@ -25,7 +25,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from app.cache import BreakerState, CacheManager, CacheStats
+from app.cache import BreakerState, CacheManager, CacheStats, CoalescingBackend
 from app.cache.stats import LatencyHistogram
 
 if TYPE_CHECKING:
@@ -80,7 +80,6 @@ _HELP: dict[str, str] = {
     "stale_writes": "Versioned writes refused because a newer version was already cached.",
     "stale_serves": "Entries served past their soft TTL while one caller refreshed them (also counted as hits).",
     "refreshes": "Background refreshes started (stale-while-revalidate or early refresh).",
-    "batched": "Single-key reads that shared a backend round trip with other reads.",
     "near_invalidations": "Near-cache (L1) entries dropped because this or another process changed them.",
 }
 """HELP texts of the per-field counters; a field missing here still gets a generic one."""
@@ -94,6 +93,8 @@ class CacheMetricsCollector:
     - `cache_lookups_total{cache,tier,result}`: lookups of each tier, `tier` `near` (in-process L1) with
       `result` `hit|miss`, or `remote` (the backend) with `result` `hit|miss|negative_hit`;
     - `cache_<field>_total{cache}` for every other `CacheStats` field (`loads`, `coalesced`, `errors`, ...);
+    - `cache_backend_reads_total{backend}` and `cache_batched_reads_total{backend}`: what request coalescing
+      did (backend reads sent, and reads that rode along with another read of the same tick), when it is on;
     - `cache_breaker_state{backend,state}`: 1 for the circuit breaker's current state, 0 for the others;
     - `cache_operation_duration_seconds{backend,operation}`: backend call latency, as the breaker measures it.
 
@@ -131,6 +132,8 @@ class CacheMetricsCollector:
                 family.add_metric((namespace,), getattr(stats, field))
         yield lookups
         yield from counters.values()
+        if isinstance(manager.backend, CoalescingBackend):
+            yield from _coalescing(manager.backend)
         breaker = manager.breaker
         if breaker is None:
             return
@@ -149,6 +152,23 @@ class CacheMetricsCollector:
             ("backend", "operation"),
             {(breaker.name, operation): histogram for operation, histogram in breaker.latency.items()},
         )
+
+
+def _coalescing(backend: CoalescingBackend) -> Iterator[Metric]:
+    reads = CounterMetricFamily(
+        "cache_backend_reads",
+        "Reads request coalescing sent to the backend (one per tick with reads).",
+        labels=("backend",),
+    )
+    reads.add_metric((backend.name,), backend.batches)
+    batched = CounterMetricFamily(
+        "cache_batched_reads",
+        "Reads that rode along with another read of the same tick (no backend round trip of their own).",
+        labels=("backend",),
+    )
+    batched.add_metric((backend.name,), backend.batched_calls)
+    yield reads
+    yield batched
 
 
 class _Series:

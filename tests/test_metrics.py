@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import prometheus_client
@@ -11,12 +12,13 @@ from litestar.testing import AsyncTestClient
 from litestar.types import Message, Receive, Scope, Send
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.cache import CacheStats, CircuitBreakerBackend, MemoryBackend
+from app.cache import CacheStats, CircuitBreakerBackend, CoalescingBackend, MemoryBackend
 from app.cache.testing import FaultyBackend
 from app.config import Settings
 from app.metrics import UNMATCHED_ROUTE, HttpMetrics
 from app.middleware import RequestMiddleware
 from app.server import create_app
+from tests.asgi import concurrent_client
 
 Client = AsyncTestClient[Litestar]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -131,6 +133,27 @@ async def test_open_breaker_is_reported(sqlite_path: str) -> None:
     errors = value(samples, "cache_errors_total", cache="user")
     assert errors is not None
     assert errors >= 1
+
+
+async def test_coalesced_reads_are_counted(sqlite_path: str) -> None:
+    counting = FaultyBackend(MemoryBackend())
+    app = create_app(Settings(database_url=f"sqlite:///{sqlite_path}"), cache_backend=CoalescingBackend(counting))
+    async with concurrent_client(app) as client:
+        assert (await client.get("/users/1")).status_code == 200  # a miss: loads user 1 into the cache
+        reads_before = counting.calls["get_many"]
+        responses = await asyncio.gather(*(client.get("/users/1") for _ in range(20)))
+        assert [r.status_code for r in responses] == [200] * 20
+        reads = counting.calls["get_many"] - reads_before
+        samples, types = parse((await client.get("/metrics")).text)
+    assert "cache_batched" not in types  # no per-cache counter that nothing bumps
+    assert types["cache_batched_reads"] == types["cache_backend_reads"] == "counter"
+    sent = value(samples, "cache_backend_reads_total", backend="memory")
+    batched = value(samples, "cache_batched_reads_total", backend="memory")
+    assert sent == counting.calls["get_many"]
+    assert batched is not None
+    assert batched > 0
+    # Twenty cache hits: every one of them either sent a backend read or rode along with one.
+    assert reads + batched == 20
 
 
 async def test_apps_do_not_share_metrics(tmp_path: Path) -> None:

@@ -30,8 +30,6 @@ class CacheStats(msgspec.Struct, kw_only=True):
     """Entries served past their soft TTL while one caller refreshed them (stale-while-revalidate)."""
     refreshes: int = 0
     """Background refreshes started (stale-while-revalidate or early refresh)."""
-    batched: int = 0
-    """Single-key reads that shared a backend round trip with other reads of the same tick."""
     near_hits: int = 0
     """Lookups answered by the in-process near cache (L1) without a backend call."""
     near_misses: int = 0
