@@ -40,7 +40,7 @@ lint-deploy: install ## Validate Dockerfile (hadolint), compose.yaml (Compose sp
 
 check: lint typecheck lint-deploy test ## Everything CI runs
 
-bench: install ## Benchmarks (needs wrk; BENCH_DURATION / BENCH_ROUNDS / BENCH_WARMUP); writes bench/RESULTS.md
+bench: install ## Benchmarks (needs wrk; BENCH_* in bench/README.md); only a full run writes bench/RESULTS.md
 	$(RUN) python -m bench.run
 
 # The Compose stack needs a Docker engine (`docker compose`); nothing else in this Makefile does.

@@ -1,4 +1,8 @@
-"""The benchmark's settings, from `BENCH_*` environment variables."""
+"""The benchmark's settings, from `BENCH_*` environment variables, and where its report goes.
+
+Only a full run (every setting at its documented default) replaces the committed `bench/RESULTS.md`; a quick
+look or a subset goes to the git-ignored `bench/.work/RESULTS.md`, unless `BENCH_OUTPUT` names a file.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.lib_bench import lib_settings
 from bench.procs import BenchError
 
-__all__ = ("BENCH_DIR", "REPO", "BenchConfig")
+__all__ = ("BENCH_DIR", "COMMITTED_OUTPUT", "QUICK_OUTPUT", "REPO", "BenchConfig")
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
+COMMITTED_OUTPUT = BENCH_DIR / "RESULTS.md"
+"""The report of a full run: committed, quoted by the READMEs."""
+QUICK_OUTPUT = BENCH_DIR / ".work" / "RESULTS.md"
+"""The report of any other run (git-ignored), so a quick look never replaces the committed results."""
+
+_FULL_RUN = (10, 3, 2, (32, 64), 2, None, True, (7, 0.2))
+"""The documented defaults of (duration, rounds, warm-up, concurrency, threads, cases, lib, lib settings)."""
 
 
 def _env_int(name: str, default: int) -> int:
@@ -31,21 +43,32 @@ class BenchConfig:
     threads: int
     cases: frozenset[str] | None
     lib: bool
+    full: bool
+    """Every setting at its documented default: the only run whose report replaces `COMMITTED_OUTPUT`."""
     output: Path
 
     @classmethod
     def from_env(cls) -> BenchConfig:
         concurrency = tuple(int(c) for c in os.environ.get("BENCH_CONCURRENCY", "32,64").split(",") if c.strip())
-        cases = os.environ.get("BENCH_CASES", "").strip()
+        names = os.environ.get("BENCH_CASES", "").strip()
+        duration = _env_int("BENCH_DURATION", 10)
+        rounds = _env_int("BENCH_ROUNDS", 3)
+        warmup = _env_int("BENCH_WARMUP", 2)
+        threads = _env_int("BENCH_THREADS", 2)
+        cases = frozenset(c.strip() for c in names.split(",") if c.strip()) if names else None
+        lib = os.environ.get("BENCH_LIB", "1").strip() not in {"0", "false", "no"}
+        full = (duration, rounds, warmup, concurrency, threads, cases, lib, lib_settings()) == _FULL_RUN
+        output = os.environ.get("BENCH_OUTPUT", "").strip()
         config = cls(
-            duration=_env_int("BENCH_DURATION", 10),
-            rounds=_env_int("BENCH_ROUNDS", 3),
-            warmup=_env_int("BENCH_WARMUP", 2),
+            duration=duration,
+            rounds=rounds,
+            warmup=warmup,
             concurrency=concurrency,
-            threads=_env_int("BENCH_THREADS", 2),
-            cases=frozenset(c.strip() for c in cases.split(",") if c.strip()) if cases else None,
-            lib=os.environ.get("BENCH_LIB", "1").strip() not in {"0", "false", "no"},
-            output=Path(os.environ.get("BENCH_OUTPUT", "").strip() or BENCH_DIR / "RESULTS.md"),
+            threads=threads,
+            cases=cases,
+            lib=lib,
+            full=full,
+            output=Path(output) if output else COMMITTED_OUTPUT if full else QUICK_OUTPUT,
         )
         if config.duration < 1 or config.rounds < 1 or config.warmup < 0 or not concurrency:
             raise BenchError("BENCH_DURATION and BENCH_ROUNDS must be >= 1, BENCH_WARMUP >= 0, BENCH_CONCURRENCY set")

@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark case in one invocation, one report on stdout and in bench/RESULTS.md.
+"""`make bench`: every benchmark case in one invocation, one report on stdout and in a file (see `BENCH_OUTPUT`).
 
 Starts a throw-away redis-server on a free loopback port, runs the library timings (bench/lib_bench.py)
 against it, then starts every HTTP server (the ceiling, the hand-written baseline and the service in each
@@ -8,7 +8,7 @@ round, per case, per concurrency, a warm-up then a measured run. Medians over ro
 Environment: BENCH_DURATION (s, default 10), BENCH_ROUNDS (3), BENCH_WARMUP (s, 2; 0 skips it),
 BENCH_CONCURRENCY ("32,64"), BENCH_THREADS (wrk threads, 2), BENCH_CASES (comma-separated case keys,
 default all), BENCH_LIB (0 skips the library cases), BENCH_LIB_ROUNDS, BENCH_LIB_TIME (see lib_bench),
-BENCH_OUTPUT (default bench/RESULTS.md).
+BENCH_OUTPUT (default bench/RESULTS.md for a full run with every default, else bench/.work/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.cases import selected_cases, server_specs
-from bench.config import BenchConfig
+from bench.config import COMMITTED_OUTPUT, QUICK_OUTPUT, REPO, BenchConfig
 from bench.procs import BenchError, RedisServer, require_binary
 from bench.reporting import environment, report
 from bench.running import log, redis_key_notes, run_http, run_lib, start_servers, stop_servers
@@ -81,9 +81,12 @@ def main() -> int:
     except (BenchError, subprocess.CalledProcessError) as exc:
         log(f"bench: {exc}\n(server logs kept in {workdir})")
         return 2
+    config.output.parent.mkdir(parents=True, exist_ok=True)
     config.output.write_text(text, encoding="utf-8")
     print(text)
     log(f"written to {config.output}")
+    if config.output == QUICK_OUTPUT:
+        log(f"(not the documented settings, so {COMMITTED_OUTPUT.relative_to(REPO)} is left as it was)")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
