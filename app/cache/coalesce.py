@@ -31,9 +31,9 @@ class CoalescingBackend(CacheBackend):
         self.inner = inner
         self._pending: list[tuple[Sequence[str], asyncio.Future[list[bytes | None]]]] | None = None
         self.batches = 0
-        """Backend reads sent."""
+        """Backend reads sent (`cache_backend_reads_total` in /metrics)."""
         self.batched_calls = 0
-        """Callers whose read rode along with another caller's."""
+        """Callers whose read rode along with another caller's (`cache_batched_reads_total` in /metrics)."""
 
     @property
     def name(self) -> str:  # type: ignore[override]
