@@ -11,7 +11,7 @@ FIND_UV = command -v uv 2>/dev/null || { test -x "$(HOME)/.local/bin/uv" && echo
 UV = $(shell $(FIND_UV))
 RUN = $(UV) run --frozen
 
-.PHONY: help install run test lint fmt typecheck lint-deploy check clean-data up down logs ps compose-check bench
+.PHONY: help install run test lint fmt typecheck lint-deploy check readme clean-data up down logs ps compose-check bench
 
 help: ## List the targets
 	@if [ -t 1 ]; then colour='\033[36m'; plain='\033[0m'; else colour=; plain=; fi; \
@@ -47,6 +47,9 @@ lint-deploy: install ## Validate Dockerfile (hadolint), compose.yaml (Compose sp
 	$(RUN) python deploy/validate_manifests.py deploy/kustomization.yaml
 
 check: lint typecheck lint-deploy test ## Everything CI runs
+
+readme: install ## Regenerate README.md's configuration table from the Settings docstrings in app/config.py
+	$(RUN) python -m app.usage README.md
 
 bench: install ## Benchmarks (needs wrk; BENCH_DURATION / BENCH_ROUNDS / BENCH_WARMUP); writes bench/RESULTS.md
 	$(RUN) python -m bench.run
