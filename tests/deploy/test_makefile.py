@@ -7,6 +7,8 @@ what this machine has installed, and none starts a container.
 
 from __future__ import annotations
 
+import os
+import pty
 import shutil
 import stat
 import subprocess
@@ -57,6 +59,23 @@ def test_help_into_a_pipe_has_no_colour_codes(tmp_path: Path) -> None:
     assert "\x1b" not in result.stdout
     names = [line.split()[0] for line in result.stdout.splitlines()]
     assert {"help", "install", "run", "test", "check", "up", "ps", "logs", "down", "clean-data"} <= set(names)
+
+
+def test_help_on_a_terminal_is_coloured(tmp_path: Path) -> None:
+    controller, terminal = pty.openpty()
+    with os.fdopen(controller, "rb") as output:
+        process = subprocess.run(
+            [MAKE, "--no-print-directory", "-f", str(ROOT / "Makefile"), "help"],
+            env={"PATH": str(bin_dir(tmp_path))},
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        text = output.read1(65536).decode()
+    assert process.returncode == 0, process.stderr
+    assert "\x1b[36mhelp" in text
 
 
 FAKE_DOCKER = """
