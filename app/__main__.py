@@ -1,4 +1,7 @@
-"""`python -m app`: serve with uvicorn (uvloop, httptools) or granian (`SERVER`); what the container image runs."""
+"""`python -m app`: serve with uvicorn (uvloop, httptools) or granian (`SERVER`); what the container image runs.
+
+`python -m app --help` lists the settings; `python -m app check-config` validates them and exits.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from granian.log import LogLevels
 from app.config import ConfigError, Settings
 from app.logs import logging_config
 from app.server import create_app
+from app.usage import effective_settings, usage
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -51,13 +55,27 @@ def _exit_successfully(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def main() -> None:
-    """Read settings, then serve until SIGTERM or SIGINT; a bad setting exits with status 2 and one line."""
+def main(argv: list[str] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, or run the command in `argv` (default `sys.argv[1:]`; see `--help`).
+
+    A bad setting exits with status 2 and one line; so does an unknown argument.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else "serve"
+    if command in {"-h", "--help", "help"}:
+        print(usage())
+        return
+    if len(args) > 1 or command not in {"serve", "check-config"}:
+        print(f"python -m app: unexpected argument {' '.join(args)!r}; see python -m app --help", file=sys.stderr)
+        raise SystemExit(2)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if command == "check-config":
+        print(effective_settings(settings))
+        return
     # uvicorn handles SIGTERM (drain, then lifespan shutdown), restores the handler it found, and raises the signal
     # again to die by it (status 143 under tini). A completed graceful shutdown is a success: exit with 0 instead.
     # (A SIGTERM before uvicorn takes over also exits with 0: nothing was being served yet.)

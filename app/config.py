@@ -27,21 +27,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Everything the service can be configured with. Each field is read from the upper-case variable."""
 
     redis_url: str | None = None
-    """`redis://[:password@]host:port/db` (or `rediss://`). Unset: the in-process memory backend."""
+    """`redis://[:password@]host:port/db` or `rediss://...`; unset: the in-process memory backend."""
     redis_cluster: bool = False
-    """Treat `REDIS_URL` as a node of a Redis Cluster."""
+    """Treat `REDIS_URL` as one node of a Redis Cluster."""
     database_url: str | None = None
-    """`sqlite:///path/to/file.db` or `postgresql://...`. Unset: SQLite at `./data/users.db`."""
+    """`sqlite:///relative/path.db`, `sqlite:////absolute/path.db` or `postgresql://user:password@host:5432/db`;
+    unset: SQLite at `data/users.db`."""
     cache_ttl_seconds: PositiveSeconds = 300.0
-    """How long a cached user lives."""
+    """Lifetime of a cached user (shortened by up to 10% jitter)."""
     cache_negative_ttl_seconds: Seconds = 30.0
-    """How long "no such user" is cached; 0 turns negative caching off."""
+    """Lifetime of a cached "no such user"; `0` turns negative caching off."""
     cache_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
-    """A cache call slower than this counts as failed and the request goes to the database."""
+    """A cache call slower than this counts as failed, and the request goes to the database."""
     cache_prefix: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = "tcs"
     """Prepended to every cache key, so several services can share one Redis."""
     cache_max_entries: Annotated[int, msgspec.Meta(ge=1)] = 100_000
-    """Size bound of the memory backend."""
+    """Size bound of the memory backend (LRU)."""
     cache_enabled: bool = True
     """`false`: store nothing, every read goes to the database (for tests and the miss-path benchmark)."""
     cache_coalesce: bool = True
@@ -49,7 +50,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cache_stale_ttl_seconds: Seconds = 30.0
     """Stale-while-revalidate: how long past its TTL an entry is still served while one request reloads it."""
     cache_early_refresh: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.0
-    """Probabilistic early refresh strength (0 off, 1 typical)."""
+    """Probabilistic early refresh (XFetch) of hot entries close to expiry: `0` off, `1` typical."""
     cache_near_enabled: bool = False
     """Near cache (L1): decoded values in process, in front of Redis, invalidated across replicas over pub/sub."""
     cache_near_ttl_seconds: PositiveSeconds = 5.0
@@ -59,14 +60,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     seed_sample_users: bool = True
     """Insert the ten sample users into an empty database."""
     log_level: LogLevel = "INFO"
+    """`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL` (any case); `DEBUG` also turns on the access log."""
     host: str = "127.0.0.1"
+    """The address to listen on (`0.0.0.0` for every interface, as in the image)."""
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    """The TCP port to listen on."""
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
-    """How many worker processes serve requests."""
+    """How many worker processes serve requests (1-64), each with its own pools."""
     server: Literal["uvicorn", "granian"] = "uvicorn"
     """The HTTP server of `python -m app`: uvicorn (uvloop, httptools) or granian (Rust HTTP, uvloop)."""
     log_format: Literal["text", "json"] = "text"
-    """`text` (readable, for development) or `json` (one object per line, for production)."""
+    """`text` (readable, for development) or `json` (one object per line, for production; the image sets it)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:

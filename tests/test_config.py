@@ -4,9 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from app.config import ConfigError, Settings, redact_url
+from app.usage import TABLE_END, TABLE_START, settings_docs, settings_table
 
 
 def test_defaults_without_environment(tmp_path: Path) -> None:
@@ -101,3 +103,81 @@ def test_bad_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "PORT" in result.stderr
+
+
+ROOT = Path(__file__).parent.parent
+
+
+def run_app(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m app ARGS` in `cwd` (so its `.env`, if any, is read) with only `env` set."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_every_setting_has_a_docstring() -> None:
+    """The docstrings are the documentation: `--help` and the README table are made from them."""
+    undocumented = [doc.variable for doc in settings_docs() if not doc.doc]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_setting_with_its_default_and_starts_nothing(tmp_path: Path, flag: str) -> None:
+    result = run_app(flag, cwd=tmp_path, env={"PORT": "not-a-port"})  # a bad setting does not matter to --help
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("usage: python -m app")
+    for name, field in zip(Settings.__struct_fields__, msgspec.structs.fields(Settings), strict=True):
+        [line] = [line for line in lines if line.split()[:1] == [name.upper()]]
+        default = "unset" if field.default is None else str(field.default).lower().removesuffix(".0")
+        assert line.split()[1].lower() == default, line
+    assert "check-config" in result.stdout
+
+
+def test_check_config_prints_the_effective_settings_with_passwords_redacted(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("PORT=7001\nCACHE_TTL_SECONDS=12.5\n")
+    env = {"REDIS_URL": "redis://:s3cret@127.0.0.1:6379/0", "DATABASE_URL": "postgresql://app:s3cret@db/users"}
+    result = run_app("check-config", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(Settings.__struct_fields__)
+    assert "PORT=7001" in lines
+    assert "CACHE_TTL_SECONDS=12.5" in lines
+    assert "REDIS_URL=redis://:***@127.0.0.1:6379/0" in lines
+    assert "DATABASE_URL=postgresql://app:***@db/users" in lines
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_check_config_exits_2_with_the_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("CACHE_PREFIX=has space\n")
+    result = run_app("check-config", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("configuration error: CACHE_PREFIX:")
+
+
+def test_an_unknown_argument_is_an_error_not_a_server(tmp_path: Path) -> None:
+    result = run_app("--port", "9000", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--help" in result.stderr
+
+
+def test_readme_table_is_generated_from_the_settings() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = readme.index(TABLE_START), readme.index(TABLE_END) + len(TABLE_END)
+    assert readme[start:end] == settings_table(), "README.md's settings table is out of date: run `make readme`"
+
+
+def test_readme_quotes_the_configuration_error_the_app_prints(tmp_path: Path) -> None:
+    result = run_app("check-config", cwd=tmp_path, env={"PORT": "eighty"})
+    assert result.returncode == 2
+    quoted = f"``{result.stderr.strip()} ``"  # Markdown code with backticks inside
+    assert quoted in " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
