@@ -141,7 +141,11 @@ async def connect_repository(
         try:
             async with asyncio.timeout(bound):
                 return await open_repository(settings, connect_timeout=bound)
-        except Exception as exc:  # noqa: BLE001 - any failure to connect is retried until the deadline
+        except Exception as exc:  # any failure to connect is retried until the deadline
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # A driver turned our cancellation (shutdown) into a connection error: stop, do not retry.
+                raise asyncio.CancelledError from exc
             reason = _describe_failure(settings, exc)
         remaining = deadline - time.monotonic()
         if first_attempt_only or remaining <= 0:
@@ -224,8 +228,9 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None]:
 
             async def stop_connecting() -> None:
                 task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+                with suppress(asyncio.CancelledError, TimeoutError):
+                    async with asyncio.timeout(5):
+                        await task
 
             stack.push_async_callback(stop_connecting)
         health = await manager.health()

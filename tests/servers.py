@@ -83,12 +83,29 @@ class RedisServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _docker_socket_answers() -> bool:
+    """Whether something listens on the Docker engine's Unix socket (other DOCKER_HOSTs: ask the client)."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not host.startswith("unix://"):
+        return True
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(host.removeprefix("unix://"))
+        except OSError:
+            return False
+    return True
+
+
 def docker_available() -> bool:
     """Whether a Docker engine answers, so testcontainers can start servers.
 
-    The client is built with a fixed API version: with version "auto" (the default) `from_env` asks the daemon
-    while constructing, and a failure there leaves the client's session, and its socket, unclosed.
+    docker-py leaks its socket when connecting to a Unix socket fails, so that case is probed with a socket of
+    our own first; the client is built with a fixed API version (the default, "auto", asks the daemon inside the
+    constructor, where a failure leaves the client unclosed) and closed on every path.
     """
+    if not _docker_socket_answers():
+        return False
     try:
         import docker  # pyright: ignore[reportMissingTypeStubs]
         from docker.constants import DEFAULT_DOCKER_API_VERSION  # pyright: ignore[reportMissingTypeStubs]
