@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -25,6 +26,8 @@ import pytest
 
 from app.config import Settings
 from app.server import create_app
+from app.users.postgres import PostgresUserRepository
+from app.users.repository import DatabaseUnavailableError
 from tests.asgi import concurrent_client
 from tests.servers import PostgresServer, docker_available, free_port
 
@@ -266,3 +269,32 @@ async def test_restart_and_hang_under_write_load_answer_no_500_and_lose_no_ackno
     warnings_503 = [r for r in records if r.getMessage().startswith("database unavailable on ")]
     assert warnings_503
     assert all(r.exc_info is None and "\n" not in r.getMessage() for r in warnings_503)
+
+
+# -- the retry policy: a read once more on a fresh connection, a write never -------------------------------
+
+
+async def test_a_read_is_retried_once_and_a_write_never(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    repository = await PostgresUserRepository.open(postgres_url)
+    try:
+        attempt = PostgresUserRepository._attempt  # pyright: ignore[reportPrivateUsage]
+        failures: list[int] = []
+
+        async def fail_first(self: PostgresUserRepository, operation: Any) -> Any:
+            if not failures:
+                failures.append(1)
+                raise ConnectionResetError("connection reset by peer")
+            return await attempt(self, operation)
+
+        monkeypatch.setattr(PostgresUserRepository, "_attempt", fail_first)
+        user = await repository.get_by_id(1)
+        assert user is not None
+        assert user.first_name == "Ada"
+        assert failures == [1]
+
+        failures.clear()
+        with pytest.raises(DatabaseUnavailableError, match="ConnectionResetError"):
+            await repository.update(1, {"first_name": "Twice"})
+        assert (await repository.get_by_id(1)).first_name == "Ada"  # type: ignore[union-attr]
+    finally:
+        await repository.close()
