@@ -142,10 +142,11 @@ async def _answers(url: str) -> bool:
 _postgres_missing: list[bool] = []
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say once, in full, how to provide PostgreSQL (the per-test message is short so it is never cut)."""
-    if _postgres_missing:
-        terminalreporter.write_line(HOW_TO_PROVIDE_POSTGRES_LONG, red=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Say once, in full, how to provide PostgreSQL, as the very last line: the short summary cuts long lines."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if _postgres_missing and reporter is not None:
+        reporter.write_line(HOW_TO_PROVIDE_POSTGRES_LONG, red=True)
 
 
 @pytest.fixture(scope="session")

@@ -126,10 +126,8 @@ HOW_TO_PROVIDE_POSTGRES = "no PostgreSQL: install postgresql or set TEST_DATABAS
 """Short on purpose: pytest's short summary cuts long messages (conftest prints the full hint once at the end)."""
 
 HOW_TO_PROVIDE_POSTGRES_LONG = (
-    "PostgreSQL tests need a server. Any one of: install PostgreSQL's binaries (apt-get install postgresql: "
-    "the tests start a throw-away server), set TEST_DATABASE_URL=postgresql://user@host:port/db (a role that may "
-    "create databases; the run creates and drops its own), run a server on 127.0.0.1:5432 that trusts user "
-    "`postgres`, or run a Docker engine for testcontainers."
+    "PostgreSQL tests: apt-get install postgresql, or set TEST_DATABASE_URL, "
+    "or serve 127.0.0.1:5432 (user postgres), or run a Docker engine."
 )
 
 PG_TEST_USER = "tcs-postgres"
