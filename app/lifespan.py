@@ -185,7 +185,7 @@ async def _connect_in_background(app: Litestar, settings: Settings, started: flo
         on_unreachable()
         return
     _use_repository(app, repository)
-    logger.info("database: connected to DATABASE_URL=%s", _database_url(settings))
+    logger.info("ready: %s", settings.describe())
 
 
 def _use_repository(app: Litestar, repository: UserRepository) -> None:

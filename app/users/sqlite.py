@@ -91,15 +91,17 @@ class SQLiteUserRepository(UserRepository):
         return repo
 
     async def _migrate(self) -> None:
-        await self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        async with self._conn.execute("SELECT name FROM schema_migrations") as cursor:
-            applied = {row[0] for row in await cursor.fetchall()}
-        for name, sql in load_migrations("sqlite"):
-            if name in applied:
-                continue
-            async with self._transaction():
+        # One write transaction around reading what is applied and applying the rest: worker processes that
+        # start together on one file take turns instead of both creating the tables.
+        async with self._transaction():
+            await self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            async with self._conn.execute("SELECT name FROM schema_migrations") as cursor:
+                applied = {row[0] for row in await cursor.fetchall()}
+            for name, sql in load_migrations("sqlite"):
+                if name in applied:
+                    continue
                 for statement in filter(str.strip, sql.split(";")):
                     await self._conn.execute(statement)
                 await self._conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, _now()))
