@@ -170,6 +170,16 @@ def _unprivileged_user() -> str:
     return PG_TEST_USER
 
 
+def _as_user(user: str) -> list[str]:
+    """The prefix that runs a command as `user`: runuser (util-linux), else setpriv, else su."""
+    if shutil.which("runuser"):
+        return ["runuser", "-u", user, "--"]
+    if shutil.which("setpriv"):
+        entry = pwd.getpwnam(user)
+        return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--"]
+    return ["su", "-s", "/bin/sh", user, "-c", '"$0" "$@"', "--"]
+
+
 @dataclass
 class PostgresServer:
     """A throw-away PostgreSQL (initdb + pg_ctl) in a temporary directory on a free loopback port.
@@ -211,7 +221,7 @@ class PostgresServer:
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = list(args)
         if self.run_as is not None:
-            command = ["runuser", "-u", self.run_as, "--", *command]
+            command = [*_as_user(self.run_as), *command]
         return subprocess.run(command, capture_output=True, text=True, timeout=120, check=check, cwd=self.workdir)
 
     def _pg_ctl(self, action: str, *extra: str) -> None:
