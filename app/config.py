@@ -71,6 +71,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """The HTTP server of `python -m app`: uvicorn (uvloop, httptools) or granian (Rust HTTP, uvloop)."""
     log_format: Literal["text", "json"] = "text"
     """`text` (readable, for development) or `json` (one object per line, for production; the image sets it)."""
+    # -- database faults and timeouts --
+    database_connect_timeout_seconds: Seconds = 30.0
+    """At start-up, how long to retry the first database connection (with backoff) before exiting with status 3."""
+    database_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] = 5000
+    """Longest one database operation may take (SQLite: its busy timeout); then the request gets 503."""
+    database_acquire_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] = 2000
+    """Longest a request waits for a pooled PostgreSQL connection (or a new one); then 503."""
+    database_ready_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 1000
+    """`/health/ready` reports the database down when it does not answer within this."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:

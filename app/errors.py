@@ -14,6 +14,8 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.openapi import ResponseSpec
 from litestar.types.internal_types import PathParameterDefinition
 
+from app.users.repository import DatabaseUnavailableError
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -188,6 +190,23 @@ def _on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> R
     return response
 
 
+# -- database faults: 503 with Retry-After, one WARNING line, no traceback --------------------------------
+
+DATABASE_RETRY_AFTER_SECONDS = 1
+"""`Retry-After` of a 503 for a database that did not answer: restarts and failovers take seconds."""
+
+
+def _on_database_unavailable(
+    request: Request[Any, Any, Any], exc: DatabaseUnavailableError
+) -> Response[ProblemDetails]:
+    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.reason)
+    response = problem(
+        request, HTTPStatus.SERVICE_UNAVAILABLE, "The database is unavailable; retry after the Retry-After delay."
+    )
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDetails]:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(request, HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
@@ -198,5 +217,6 @@ exception_handlers: dict[type[Exception] | int, Callable[[Request[Any, Any, Any]
     ValidationException: _on_validation_error,
     NotFoundException: _on_not_found,
     HTTPException: _on_http_exception,
+    DatabaseUnavailableError: _on_database_unavailable,
     Exception: _on_unexpected,
 }

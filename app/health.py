@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 from litestar import Controller, Response, get
+from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 
 from app.cache import CacheHealth, CacheManager
@@ -55,11 +58,12 @@ class HealthController(Controller):
         responses={503: ResponseSpec(data_container=Readiness, description="The database does not answer")},
     )
     async def ready(
-        self, cache_manager: Injected[CacheManager], user_repository: Injected[UserRepository]
+        self, state: State, cache_manager: Injected[CacheManager], user_repository: Injected[UserRepository]
     ) -> Response[Readiness]:
-        """Answer 200 while the database answers; the cache status is reported but never makes this fail."""
+        """Answer 200 while the database answers (within `DATABASE_READY_TIMEOUT_MS`); the cache never fails this."""
         try:
-            await user_repository.ping()
+            async with asyncio.timeout(state.settings.database_ready_timeout_ms / 1000):
+                await user_repository.ping()
             database = DatabaseHealth(backend=user_repository.name, status="ok")
         except Exception as exc:  # noqa: BLE001 - any database failure means not ready
             database = DatabaseHealth(backend=user_repository.name, status="down", error=type(exc).__name__)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from contextlib import AsyncExitStack, asynccontextmanager
+import os
+import time
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from app.cache import (
     CacheManager,
@@ -15,13 +19,15 @@ from app.cache import (
     NullBackend,
     RedisBackend,
 )
+from app.config import redact_url
 from app.users.caches import UserCaches
 from app.users.postgres import PostgresUserRepository
+from app.users.repository import UnavailableRepository
 from app.users.service import UserService
 from app.users.sqlite import SQLiteUserRepository
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
+    from collections.abc import AsyncGenerator, Callable
 
     from litestar import Litestar
 
@@ -29,7 +35,7 @@ if TYPE_CHECKING:
     from app.config import Settings
     from app.users.repository import UserRepository
 
-__all__ = ("build_cache_manager", "lifespan", "open_repository")
+__all__ = ("EXIT_DATABASE_UNREACHABLE", "build_cache_manager", "connect_repository", "lifespan", "open_repository")
 
 logger = logging.getLogger("app")
 
@@ -67,25 +73,149 @@ def build_cache_manager(settings: Settings, backend: CacheBackend | None = None)
     )
 
 
-async def open_repository(settings: Settings) -> UserRepository:
+EXIT_DATABASE_UNREACHABLE = 3
+"""Exit status when the database did not answer within `DATABASE_CONNECT_TIMEOUT_SECONDS` of start-up."""
+
+_FIRST_ATTEMPT_SECONDS = 2.0
+"""The first connection is tried before serving, bounded by this; later attempts run while liveness answers."""
+_MAX_ATTEMPT_SECONDS = 10.0
+_MAX_BACKOFF_SECONDS = 5.0
+
+
+async def open_repository(settings: Settings, *, connect_timeout: float = 10.0) -> UserRepository:
     """Open the user repository the settings describe, migrated and (optionally) seeded."""
     path = settings.sqlite_path
     if path is None:
         assert settings.database_url is not None  # noqa: S101 - sqlite_path is None only for other URLs
-        return await PostgresUserRepository.open(settings.database_url, seed=settings.seed_sample_users)
-    return await SQLiteUserRepository.open(path, seed=settings.seed_sample_users)
+        return await PostgresUserRepository.open(
+            settings.database_url,
+            seed=settings.seed_sample_users,
+            operation_timeout=settings.database_timeout_ms / 1000,
+            acquire_timeout=settings.database_acquire_timeout_ms / 1000,
+            connect_timeout=connect_timeout,
+        )
+    return await SQLiteUserRepository.open(
+        path, seed=settings.seed_sample_users, busy_timeout_ms=settings.database_timeout_ms
+    )
+
+
+def _database_name(settings: Settings) -> str:
+    return "sqlite" if settings.sqlite_path is not None else "postgresql"
+
+
+def _describe_failure(settings: Settings, exc: BaseException) -> str:
+    """The reason on one line, with the URL's password (should a driver quote it) blanked out."""
+    text = " ".join(str(exc).split())
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    password = urlsplit(settings.database_url).password if settings.database_url else None
+    return reason.replace(password, "***") if password else reason
+
+
+def _database_url(settings: Settings) -> str:
+    return redact_url(settings.database_url) if settings.database_url else f"sqlite:///{settings.sqlite_path}"
+
+
+async def connect_repository(
+    settings: Settings, *, first_attempt_only: bool = False, started: float | None = None
+) -> UserRepository | None:
+    """Open the repository, retrying with backoff until `DATABASE_CONNECT_TIMEOUT_SECONDS` after `started`.
+
+    Logs one WARNING line per failed attempt naming `DATABASE_URL` (password redacted) and the reason.
+
+    Args:
+        settings: The application settings.
+        first_attempt_only: Try once (bounded by a short timeout) and return `None` on failure.
+        started: When start-up began (`time.monotonic()`); default now.
+
+    Returns:
+        The open repository, or `None` when the deadline passed (or the one attempt failed).
+    """
+    started = time.monotonic() if started is None else started
+    deadline = started + settings.database_connect_timeout_seconds
+    delay = 0.25
+    attempt = 0
+    while True:
+        attempt += 1
+        remaining = deadline - time.monotonic()
+        bound = _FIRST_ATTEMPT_SECONDS if first_attempt_only else min(_MAX_ATTEMPT_SECONDS, max(remaining, 0.5))
+        try:
+            async with asyncio.timeout(bound):
+                return await open_repository(settings, connect_timeout=bound)
+        except Exception as exc:  # any failure to connect is retried until the deadline
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # A driver turned our cancellation (shutdown) into a connection error: stop, do not retry.
+                raise asyncio.CancelledError from exc
+            reason = _describe_failure(settings, exc)
+        remaining = deadline - time.monotonic()
+        if first_attempt_only or remaining <= 0:
+            logger.warning(
+                "database: connection attempt %d to DATABASE_URL=%s failed: %s",
+                attempt,
+                _database_url(settings),
+                reason,
+            )
+            return None
+        delay = min(delay * 2, _MAX_BACKOFF_SECONDS, remaining)
+        logger.warning(
+            "database: connection attempt %d to DATABASE_URL=%s failed: %s; retrying in %.1fs",
+            attempt,
+            _database_url(settings),
+            reason,
+            delay,
+        )
+        await asyncio.sleep(delay)
+
+
+def _exit_process() -> None:
+    """Leave with `EXIT_DATABASE_UNREACHABLE`: the start-up failed, and the line saying why is logged."""
+    logging.shutdown()
+    os._exit(EXIT_DATABASE_UNREACHABLE)
+
+
+async def _connect_in_background(app: Litestar, settings: Settings, started: float) -> None:
+    repository = await connect_repository(settings, started=started)
+    if repository is None:
+        logger.error(
+            "database: no connection to DATABASE_URL=%s within DATABASE_CONNECT_TIMEOUT_SECONDS=%gs; exiting",
+            _database_url(settings),
+            settings.database_connect_timeout_seconds,
+        )
+        on_unreachable: Callable[[], None] = app.state.get("on_database_unreachable") or _exit_process
+        on_unreachable()
+        return
+    _use_repository(app, repository)
+    logger.info("ready: %s", settings.describe())
+
+
+def _use_repository(app: Litestar, repository: UserRepository) -> None:
+    app.state.user_repository = repository
+    app.state.user_service.repository = repository
 
 
 @asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncGenerator[None]:
-    """Create the cache manager, the repository and the service over them (on `app.state`); close in reverse order."""
+    """Create the cache manager, the repository and the service over them (on `app.state`); close in reverse order.
+
+    The first database connection is tried once before serving. If it fails, start-up completes anyway (so
+    `/health/live` answers), database-bound requests answer 503, and a background task retries with backoff
+    for `DATABASE_CONNECT_TIMEOUT_SECONDS`; after that the process exits with one line and status 3.
+    """
     settings: Settings = app.state.settings
+    started = time.monotonic()
     async with AsyncExitStack() as stack:
         manager = build_cache_manager(settings, app.state.get("cache_backend"))
         stack.push_async_callback(manager.close)
         manager.start()
-        repository = await open_repository(settings)
-        stack.push_async_callback(repository.close)
+        repository = await connect_repository(settings, first_attempt_only=True, started=started)
+        connecting = repository is None
+        if repository is None:
+            repository = UnavailableRepository(_database_name(settings), "connecting to the database")
+
+        async def close_repository() -> None:
+            await app.state.user_repository.close()
+
+        stack.push_async_callback(close_repository)
         caches = UserCaches.of(manager)
         app.state.cache_manager = manager
         app.state.user_caches = caches
@@ -93,10 +223,20 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None]:
         app.state.user_service = UserService(
             repository=repository, user_by_id=caches.by_id, id_by_uuid=caches.id_by_uuid, uuid_by_id=caches.uuid_by_id
         )
+        if connecting:
+            task = asyncio.create_task(_connect_in_background(app, settings, started))
+
+            async def stop_connecting() -> None:
+                task.cancel()
+                with suppress(asyncio.CancelledError, TimeoutError):
+                    async with asyncio.timeout(5):
+                        await task
+
+            stack.push_async_callback(stop_connecting)
         health = await manager.health()
         if health.status != "ok":
             logger.warning(
                 "cache backend %s does not answer yet (%s); serving from the database", health.backend, health.error
             )
-        logger.info("ready: %s", settings.describe())
+        logger.info("%s: %s", "starting, database not connected yet" if connecting else "ready", settings.describe())
         yield

@@ -18,7 +18,15 @@ from litestar.testing import AsyncTestClient
 from app.cache import CacheBackend, CircuitBreakerBackend, MemoryBackend, RedisBackend
 from app.config import Settings
 from app.server import create_app
-from tests.servers import HOW_TO_PROVIDE_REDIS, RedisServer, docker_available
+from tests.servers import (
+    HOW_TO_PROVIDE_POSTGRES,
+    HOW_TO_PROVIDE_POSTGRES_LONG,
+    HOW_TO_PROVIDE_REDIS,
+    PostgresServer,
+    RedisServer,
+    docker_available,
+    postgres_bindir,
+)
 
 
 @pytest.fixture(scope="session")
@@ -110,12 +118,6 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
         yield client
 
 
-HOW_TO_PROVIDE_POSTGRES = (
-    "PostgreSQL tests need a server: set TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres; "
-    "the tests create and drop their own database in it), or run a Docker engine for testcontainers."
-)
-
-
 async def _admin(url: str, *statements: str) -> None:
     conn = await asyncpg.connect(url)
     try:
@@ -125,19 +127,70 @@ async def _admin(url: str, *statements: str) -> None:
         await conn.close()
 
 
+CONVENTIONAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+async def _answers(url: str) -> bool:
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+_postgres_missing: list[bool] = []
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Say once, in full, how to provide PostgreSQL, as the very last line: the short summary cuts long lines."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if _postgres_missing and reporter is not None:
+        reporter.write_line(HOW_TO_PROVIDE_POSTGRES_LONG, red=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
-    """A URL with the right to create databases: TEST_DATABASE_URL, else testcontainers, else fail."""
+    """A URL with the right to create databases.
+
+    In order: TEST_DATABASE_URL; a throw-away server from the PostgreSQL binaries on this machine; the server on
+    127.0.0.1:5432 as user `postgres`; testcontainers when a Docker engine answers. Else the tests fail, with one
+    short line.
+    """
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         yield url
         return
+    if postgres_bindir() is not None:
+        server = PostgresServer.create()
+        try:
+            yield server.start().url
+        finally:
+            server.close()
+        return
+    if asyncio.run(_answers(CONVENTIONAL_POSTGRES_URL)):
+        yield CONVENTIONAL_POSTGRES_URL
+        return
     if not docker_available():
+        _postgres_missing.append(True)
         pytest.fail(HOW_TO_PROVIDE_POSTGRES)
     from testcontainers.postgres import PostgresContainer
 
     with PostgresContainer("postgres:16-alpine", driver=None) as container:
         yield container.get_connection_url()
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throw-away PostgreSQL of the test's own, which it may stop, restart and hang (fault injection)."""
+    if postgres_bindir() is None:
+        _postgres_missing.append(True)
+        pytest.fail(HOW_TO_PROVIDE_POSTGRES + " (fault tests need its binaries)")
+    server = PostgresServer.create()
+    try:
+        yield server.start()
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")

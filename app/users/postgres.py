@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from app.users.migrations import load_migrations
 from app.users.models import User
-from app.users.repository import SAMPLE_USERS, DuplicateEmailError, UserRepository
+from app.users.repository import SAMPLE_USERS, DatabaseUnavailableError, DuplicateEmailError, UserRepository
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-__all__ = ("PostgresUserRepository",)
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection = PoolConnectionProxy[Any]
+
+__all__ = ("UNAVAILABLE_ERRORS", "PostgresUserRepository")
+
+logger = logging.getLogger("app.database")
+
+T = TypeVar("T")
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,
+    asyncpg.InterfaceError,  # the connection is closed, or was left mid-operation
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.OperatorInterventionError,  # class 57: admin shutdown, cannot connect now, query canceled
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+)
+"""Errors that mean "the database did not answer", not "the request was wrong": they become 503."""
 
 _COLUMNS = "id, uuid, first_name, last_name, email, version, created_at, updated_at"
 _INSERT = f"INSERT INTO users (uuid, first_name, last_name, email, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {_COLUMNS}"  # noqa: E501, S608
@@ -38,17 +59,27 @@ def _row_to_user(row: Any) -> User:
 class PostgresUserRepository(UserRepository):
     """A pool of asyncpg connections; every write is one statement, so it is its own transaction."""
 
-    __slots__ = ("_pool",)
+    __slots__ = ("_acquire_timeout", "_pool", "_timeout")
 
     name = "postgresql"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, timeout: float = 5.0, acquire_timeout: float = 2.0) -> None:
         """Wrap an open pool (see `open`)."""
         self._pool = pool
+        self._timeout = timeout
+        self._acquire_timeout = acquire_timeout
 
     @classmethod
     async def open(
-        cls, dsn: str, *, seed: bool = True, min_size: int = 1, max_size: int = 10
+        cls,
+        dsn: str,
+        *,
+        seed: bool = True,
+        min_size: int = 1,
+        max_size: int = 10,
+        operation_timeout: float = 5.0,
+        acquire_timeout: float = 2.0,
+        connect_timeout: float = 10.0,
     ) -> PostgresUserRepository:
         """Connect, apply migrations (one replica at a time) and seed an empty table.
 
@@ -57,10 +88,18 @@ class PostgresUserRepository(UserRepository):
             seed: Insert the sample users if the table is empty.
             min_size: Connections opened at once.
             max_size: Upper bound of the pool.
+            operation_timeout: Longest one operation may take (a hung server); the connection is then dropped.
+            acquire_timeout: Longest an operation waits for a connection from the pool (or a new one).
+            connect_timeout: Longest the first connection may take.
         """
-        pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+        pool: asyncpg.Pool = await asyncio.wait_for(
+            asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, command_timeout=operation_timeout, timeout=connect_timeout
+            ),
+            connect_timeout,
+        )
         try:
-            repo = cls(pool)
+            repo = cls(pool, timeout=operation_timeout, acquire_timeout=acquire_timeout)
             await repo._migrate(seed=seed)
         except BaseException:
             await pool.close()
@@ -86,12 +125,61 @@ class PostgresUserRepository(UserRepository):
                     [(uuid, first, last, email, now) for uuid, first, last, email in SAMPLE_USERS],
                 )
 
+    async def _run(self, operation: Callable[[Connection], Awaitable[T]], *, idempotent: bool) -> T:
+        """Run `operation` on a pooled connection within the time bounds; a read is retried once.
+
+        A connection that failed with the server (restart, hang, reset) is terminated, not returned to the pool.
+
+        Raises:
+            DatabaseUnavailableError: The database did not answer (after the retry, for a read).
+        """
+        try:
+            return await self._attempt(operation)
+        except UNAVAILABLE_ERRORS as exc:
+            if not idempotent:
+                raise DatabaseUnavailableError(_reason(exc)) from None
+            logger.info("database: retrying a read on a fresh connection after %s", _reason(exc))
+        try:
+            return await self._attempt(operation)
+        except UNAVAILABLE_ERRORS as exc:
+            raise DatabaseUnavailableError(_reason(exc)) from None
+
+    async def _attempt(self, operation: Callable[[Connection], Awaitable[T]]) -> T:
+        try:
+            conn: Connection = await self._pool.acquire(timeout=self._acquire_timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no connection within {self._acquire_timeout:g}s") from None
+        healthy = False
+        try:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    result = await operation(conn)
+            except TimeoutError:
+                raise TimeoutError(f"no answer within {self._timeout:g}s") from None
+            healthy = True
+            return result
+        except asyncpg.PostgresError as exc:
+            healthy = not isinstance(exc, UNAVAILABLE_ERRORS)  # e.g. a unique violation leaves it usable
+            raise
+        finally:
+            if not healthy:
+                conn.terminate()
+            await self._release(conn)
+
+    async def _release(self, conn: Connection) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._pool.release(conn)
+        except (*UNAVAILABLE_ERRORS, asyncio.CancelledError):
+            conn.terminate()
+            raise
+
     async def _fetch_users(self, query: str, *args: Any) -> list[User]:
-        rows: list[Any] = await self._pool.fetch(query, *args)
+        rows: list[Any] = await self._run(lambda conn: conn.fetch(query, *args), idempotent=True)
         return [_row_to_user(row) for row in rows]
 
-    async def _fetch_user(self, query: str, *args: Any) -> User | None:
-        row: Any = await self._pool.fetchrow(query, *args)
+    async def _fetch_user(self, query: str, *args: Any, idempotent: bool = False) -> User | None:
+        row: Any = await self._run(lambda conn: conn.fetchrow(query, *args), idempotent=idempotent)
         return None if row is None else _row_to_user(row)
 
     async def get_many_by_id(self, ids: Sequence[int]) -> dict[int, User]:  # noqa: D102
@@ -103,9 +191,15 @@ class PostgresUserRepository(UserRepository):
         return {user.uuid: user for user in users}
 
     async def list_page(self, *, limit: int, offset: int) -> tuple[list[User], int]:  # noqa: D102
-        users = await self._fetch_users(f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2", limit, offset)  # noqa: S608
-        total: int = await self._pool.fetchval("SELECT count(*) FROM users")
-        return users, total
+        query = f"SELECT {_COLUMNS}, count(*) OVER () FROM users ORDER BY id LIMIT $1 OFFSET $2"  # noqa: S608
+
+        async def page(conn: Connection) -> tuple[list[User], int]:
+            rows: list[Any] = await conn.fetch(query, limit, offset)
+            if rows or offset == 0:
+                return [_row_to_user(row) for row in rows], rows[0][8] if rows else 0
+            return [], await conn.fetchval("SELECT count(*) FROM users")
+
+        return await self._run(page, idempotent=True)
 
     async def create(self, *, first_name: str, last_name: str, email: str) -> User:  # noqa: D102
         try:
@@ -129,7 +223,13 @@ class PostgresUserRepository(UserRepository):
         return await self._fetch_user(f"DELETE FROM users WHERE id = $1 RETURNING {_COLUMNS}", user_id)  # noqa: S608
 
     async def ping(self) -> None:  # noqa: D102
-        await self._pool.fetchval("SELECT 1")
+        await self._run(lambda conn: conn.fetchval("SELECT 1"), idempotent=False)
 
     async def close(self) -> None:  # noqa: D102
         await self._pool.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """`ConnectionRefusedError: [Errno 111] Connect call failed ...`: what went wrong, on one line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

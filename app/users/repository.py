@@ -11,7 +11,14 @@ if TYPE_CHECKING:
 
     from app.users.models import User
 
-__all__ = ("SAMPLE_USERS", "UPDATABLE_COLUMNS", "DuplicateEmailError", "UserRepository")
+__all__ = (
+    "SAMPLE_USERS",
+    "UPDATABLE_COLUMNS",
+    "DatabaseUnavailableError",
+    "DuplicateEmailError",
+    "UnavailableRepository",
+    "UserRepository",
+)
 
 UPDATABLE_COLUMNS = frozenset({"first_name", "last_name", "email"})
 """Columns `update` may change; the names are interpolated into SQL, so nothing else is accepted."""
@@ -41,8 +48,23 @@ class DuplicateEmailError(Exception):
     """Another user already has this email (compared case-insensitively)."""
 
 
+class DatabaseUnavailableError(Exception):
+    """The database did not answer (down, restarting, hung, locked or timed out): worth retrying later.
+
+    A write that raises this may or may not have committed.
+    """
+
+    def __init__(self, reason: str) -> None:
+        """`reason` says what happened, without secrets (it is logged)."""
+        super().__init__(reason)
+        self.reason = reason
+
+
 class UserRepository(ABC):
-    """Users in a database: the source of truth behind the caches."""
+    """Users in a database: the source of truth behind the caches.
+
+    Every method raises `DatabaseUnavailableError` when the database does not answer in time.
+    """
 
     __slots__ = ()
 
@@ -102,3 +124,41 @@ class UserRepository(ABC):
     async def get_by_uuid(self, user_uuid: UUID) -> User | None:
         """Return one user by UUID."""
         return (await self.get_many_by_uuid([user_uuid])).get(user_uuid)
+
+
+class UnavailableRepository(UserRepository):
+    """Stands in while the first connection is being made: every call raises `DatabaseUnavailableError`."""
+
+    __slots__ = ("name", "reason")
+
+    def __init__(self, name: str, reason: str = "not connected yet") -> None:
+        """Report `name` as the backend and `reason` in every error."""
+        self.name = name
+        self.reason = reason
+
+    def _raise(self) -> DatabaseUnavailableError:
+        return DatabaseUnavailableError(self.reason)
+
+    async def get_many_by_id(self, ids: Sequence[int]) -> dict[int, User]:  # noqa: D102
+        raise self._raise()
+
+    async def get_many_by_uuid(self, uuids: Sequence[UUID]) -> dict[UUID, User]:  # noqa: D102
+        raise self._raise()
+
+    async def list_page(self, *, limit: int, offset: int) -> tuple[list[User], int]:  # noqa: D102
+        raise self._raise()
+
+    async def create(self, *, first_name: str, last_name: str, email: str) -> User:  # noqa: D102
+        raise self._raise()
+
+    async def _update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
+        raise self._raise()
+
+    async def delete(self, user_id: int) -> User | None:  # noqa: D102
+        raise self._raise()
+
+    async def ping(self) -> None:  # noqa: D102
+        raise self._raise()
+
+    async def close(self) -> None:  # noqa: D102
+        return

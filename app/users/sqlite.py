@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,10 +14,10 @@ import aiosqlite
 
 from app.users.migrations import load_migrations
 from app.users.models import User
-from app.users.repository import SAMPLE_USERS, DuplicateEmailError, UserRepository
+from app.users.repository import SAMPLE_USERS, DatabaseUnavailableError, DuplicateEmailError, UserRepository
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Mapping, Sequence
+    from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 
 __all__ = ("SQLiteUserRepository",)
 
@@ -44,6 +44,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+@contextmanager
+def _unavailable_on_fault() -> Generator[None]:
+    """A locked or busy database, an I/O error, a full disk: `DatabaseUnavailableError` (503), not a 500."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise DatabaseUnavailableError(f"sqlite: {exc}") from None
+
+
 class SQLiteUserRepository(UserRepository):
     """One aiosqlite connection in WAL mode; writes are serialised by a lock."""
 
@@ -57,19 +66,20 @@ class SQLiteUserRepository(UserRepository):
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str, *, seed: bool = True) -> SQLiteUserRepository:
+    async def open(cls, path: str, *, seed: bool = True, busy_timeout_ms: int = 5000) -> SQLiteUserRepository:
         """Open (creating if needed) the database file, apply migrations and seed an empty table.
 
         Args:
             path: A file path, or `:memory:`.
             seed: Insert the sample users if the table is empty.
+            busy_timeout_ms: How long a statement waits for a lock another process holds; then 503.
         """
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(path, isolation_level=None)
         try:
             await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             await conn.execute("PRAGMA foreign_keys=ON")
             repo = cls(conn)
             await repo._migrate()
@@ -81,15 +91,17 @@ class SQLiteUserRepository(UserRepository):
         return repo
 
     async def _migrate(self) -> None:
-        await self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        async with self._conn.execute("SELECT name FROM schema_migrations") as cursor:
-            applied = {row[0] for row in await cursor.fetchall()}
-        for name, sql in load_migrations("sqlite"):
-            if name in applied:
-                continue
-            async with self._transaction():
+        # One write transaction around reading what is applied and applying the rest: worker processes that
+        # start together on one file take turns instead of both creating the tables.
+        async with self._transaction():
+            await self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            async with self._conn.execute("SELECT name FROM schema_migrations") as cursor:
+                applied = {row[0] for row in await cursor.fetchall()}
+            for name, sql in load_migrations("sqlite"):
+                if name in applied:
+                    continue
                 for statement in filter(str.strip, sql.split(";")):
                     await self._conn.execute(statement)
                 await self._conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, _now()))
@@ -108,14 +120,16 @@ class SQLiteUserRepository(UserRepository):
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncGenerator[None]:
-        async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            await self._conn.execute("COMMIT")
+        with _unavailable_on_fault():
+            async with self._write_lock:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    with suppress(sqlite3.OperationalError):  # SQLite may have rolled back already (I/O error)
+                        await self._conn.execute("ROLLBACK")
+                    raise
+                await self._conn.execute("COMMIT")
 
     async def _fetch_one(self, query: str, params: Sequence[Any]) -> User | None:
         async with self._conn.execute(query, params) as cursor:
@@ -154,8 +168,9 @@ class SQLiteUserRepository(UserRepository):
             chunk = values[start : start + _MAX_PARAMS]
             marks = ",".join("?" * len(chunk))
             query = f"SELECT {_COLUMNS} FROM users WHERE {column} IN ({marks})"  # noqa: S608 - only placeholders
-            async with self._conn.execute(query, chunk) as cursor:
-                users.extend(_row_to_user(row) for row in await cursor.fetchall())
+            with _unavailable_on_fault():
+                async with self._conn.execute(query, chunk) as cursor:
+                    users.extend(_row_to_user(row) for row in await cursor.fetchall())
         return users
 
     async def get_many_by_id(self, ids: Sequence[int]) -> dict[int, User]:  # noqa: D102
@@ -165,18 +180,20 @@ class SQLiteUserRepository(UserRepository):
         return {user.uuid: user for user in await self._select_in("uuid", [str(u) for u in dict.fromkeys(uuids)])}
 
     async def list_page(self, *, limit: int, offset: int) -> tuple[list[User], int]:  # noqa: D102
-        async with self._conn.execute(
-            f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608 - constant columns
-            (limit, offset),
-        ) as cursor:
-            users = [_row_to_user(row) for row in await cursor.fetchall()]
-        async with self._conn.execute("SELECT count(*) FROM users") as cursor:
-            row = await cursor.fetchone()
+        with _unavailable_on_fault():
+            async with self._conn.execute(
+                f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608 - constant columns
+                (limit, offset),
+            ) as cursor:
+                users = [_row_to_user(row) for row in await cursor.fetchall()]
+            async with self._conn.execute("SELECT count(*) FROM users") as cursor:
+                row = await cursor.fetchone()
         return users, row[0] if row else 0
 
     async def ping(self) -> None:  # noqa: D102
-        async with self._conn.execute("SELECT 1") as cursor:
-            await cursor.fetchone()
+        with _unavailable_on_fault():
+            async with self._conn.execute("SELECT 1") as cursor:
+                await cursor.fetchone()
 
     async def close(self) -> None:  # noqa: D102
         await self._conn.close()
