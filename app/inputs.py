@@ -61,7 +61,13 @@ class StrictRequest(Request[Any, Any, Any]):
         body = await self.body()
         decoder = _decoder(field.annotation if field is not None else Any)
         try:
-            return decoder.decode(body or b"null")
+            try:
+                return decoder.decode(body or b"null")
+            except msgspec.ValidationError as exc:
+                if not str(exc).startswith(_INTEGRAL_FLOAT):
+                    raise
+                # JSON Schema counts 1.0 as an integer, so the published contract does too; a string never is one.
+                return msgspec.convert(_integral_floats_as_ints(_decoder(Any).decode(body)), decoder.type)
         except msgspec.ValidationError as exc:
             message, _, path = str(exc).partition(" - at `$")
             message = _PATTERN_MESSAGES.get(message, message)
@@ -86,6 +92,23 @@ _PATTERN_MESSAGES = {
     ),
 }
 """msgspec quotes the whole pattern; these say what it means."""
+
+_INTEGRAL_FLOAT = "Expected `int`, got `float`"
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """`value` with every float that is a whole number replaced by that int (iteratively: depth is unbounded)."""
+    root = [value]
+    stack: list[list[Any] | dict[Any, Any]] = [root]
+    while stack:
+        container = stack.pop()
+        for key, item in enumerate(container) if isinstance(container, list) else container.items():
+            if isinstance(item, float) and item.is_integer():
+                container[key] = int(item)
+            elif isinstance(item, list | dict):
+                stack.append(item)  # pyright: ignore[reportUnknownArgumentType]
+    return root[0]
+
 
 _DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
 

@@ -118,11 +118,12 @@ class UserController(Controller):
         "/lookup",
         operation_id="lookupUsers",
         summary="Get users by ids and UUIDs",
+        description=f"Ids and/or UUIDs, at most {MAX_BATCH_SIZE} in all; unknown ones are listed, not errors.",
         status_code=200,
         responses=problem_responses(400, 413),
     )
     async def lookup(self, data: JSONBody[UserLookup], user_service: Injected[UserService]) -> UserBatch:
-        """Return the users among `ids` and `uuids`; unknown ones are listed, not errors."""
+        """Return the users among `ids` and `uuids` (at most 100 in all); unknown ones are listed, not errors."""
         if len(data.ids) + len(data.uuids) > MAX_BATCH_SIZE:
             raise BadRequestError(f"ids, uuids: at most {MAX_BATCH_SIZE} in all", parameter="ids", source="body")
         return await user_service.lookup(ids=data.ids, uuids=data.uuids)

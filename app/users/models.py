@@ -123,7 +123,7 @@ UserUuids = Annotated[list[UUID], msgspec.Meta(max_length=MAX_BATCH_SIZE)]
 
 
 class UserLookup(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The body of `POST /users/lookup`: ids and/or UUIDs, at most `MAX_BATCH_SIZE` in all."""
+    """The body of `POST /users/lookup`: ids and/or UUIDs, at most `MAX_BATCH_SIZE` (100) in all."""
 
     ids: UserIds = msgspec.field(default_factory=list[int])
     uuids: UserUuids = msgspec.field(default_factory=list[UUID])
