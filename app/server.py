@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Contact
 
 from app.deps import dependencies
+from app.docs import docs_assets, render_plugins
 from app.errors import exception_handlers
 from app.health import HealthController
 from app.inputs import StrictInputs, StrictRequest
@@ -39,7 +39,7 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
     state = State({"settings": settings, "cache_backend": cache_backend})
     strict_inputs = StrictInputs()
     app = Litestar(
-        route_handlers=[UserController, HealthController, metrics],
+        route_handlers=[UserController, HealthController, metrics, docs_assets],
         dependencies=dependencies(state),
         lifespan=[lifespan],
         state=state,
@@ -53,7 +53,7 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
             description="Users behind typed, dependency-injected, Redis-backed caches.",
             contact=Contact(name="Users API"),
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin()],
+            render_plugins=render_plugins(),
         ),
         logging_config=None,  # `python -m app` configures logging (app.logs), once per process, before serving
     )
