@@ -12,6 +12,7 @@ from typing import Final
 from litestar import Response, get
 from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import OpenAPIRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.params import FromPath
 
 __all__ = ("ASSETS_PATH", "REDOC_VERSION", "SWAGGER_UI_VERSION", "docs_assets", "render_plugins")
 
@@ -52,7 +53,7 @@ def render_plugins() -> list[OpenAPIRenderPlugin]:
 
 
 @get(f"{ASSETS_PATH}/{{package:str}}/{{name:str}}", include_in_schema=False, sync_to_thread=False)
-def docs_assets(package: str, name: str) -> Response[bytes]:
+def docs_assets(package: FromPath[str], name: FromPath[str]) -> Response[bytes]:
     """Serve one vendored file of the documentation pages.
 
     Raises:
