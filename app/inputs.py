@@ -1,10 +1,11 @@
 """Strict input parsing, in front of Litestar's lenient defaults.
 
-Litestar parses path ids with `int()` (which reads `１`, `١`, ` 1`, `1\\n` and `1_0`), UUIDs with `UUID()` (which
-reads braces, URNs and fullwidth digits), query values and JSON bodies with msgspec's lax mode (`"1"` is an id,
-`1e2` is a page size), and a JSON body without a type first (so nesting depth and bad UTF-8 raise where nothing
-expects them). `StrictRequest` decodes a body straight into the handler's Struct, and `StrictInputs` (an app-level
-`before_request` hook) checks the raw text of every integer and UUID parameter before the handler runs.
+Litestar parses path ids with `int()` (which reads fullwidth and Arabic-Indic digits, ` 1`, a trailing newline
+and `1_0`), UUIDs with `UUID()` (which reads braces, URNs and fullwidth digits), query values and JSON bodies
+with msgspec's lax mode (`"1"` is an id, `1e2` is a page size), and a JSON body without a type first (so nesting
+depth and bad UTF-8 raise where nothing expects them). `StrictRequest` decodes a body straight into the
+handler's Struct, and `StrictInputs` (an app-level `before_request` hook) checks the raw text of every integer
+and UUID parameter before the handler runs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from app.users.models import EMAIL_PATTERN, TEXT_PATTERN
 
 if TYPE_CHECKING:
     from litestar import Litestar
-    from litestar.handlers import BaseRouteHandler
+    from litestar.handlers import HTTPRouteHandler
 
 __all__ = ("UUID_PATTERN", "StrictInputs", "StrictRequest")
 
@@ -133,7 +134,7 @@ class _Checks(msgspec.Struct, frozen=True, kw_only=True):
     """Litestar's catch-all under the schema path, which would answer 404 in HTML."""
 
 
-def _handler_checks(route: HTTPRoute, handler: BaseRouteHandler, schema_path: str) -> _Checks:
+def _handler_checks(route: HTTPRoute, handler: HTTPRouteHandler, schema_path: str) -> _Checks:
     path_ints: list[tuple[int, str]] = []
     path_uuids: list[tuple[int, str]] = []
     for index, component in enumerate(c for c in route.path_components if not isinstance(c, str) or c.strip("/")):
@@ -148,8 +149,7 @@ def _handler_checks(route: HTTPRoute, handler: BaseRouteHandler, schema_path: st
         for name, field in handler.parsed_fn_signature.parameters.items()
         if field.annotation is int and name not in route.path_parameters
     )
-    methods = getattr(handler, "http_methods", set())
-    generated_options = methods == {"OPTIONS"} and not handler.include_in_schema
+    generated_options = handler.http_methods == {"OPTIONS"} and not handler.include_in_schema
     return _Checks(
         path_ints=tuple(path_ints),
         path_uuids=tuple(path_uuids),
@@ -177,7 +177,7 @@ class StrictInputs:
 
     def index(self, app: Litestar) -> None:
         """Read what to check from `app`'s routes; call once after the app is built."""
-        schema_path = app.openapi_config.path if app.openapi_config else "/schema"
+        schema_path = (app.openapi_config.path if app.openapi_config else None) or "/schema"
         for route in app.routes:
             if isinstance(route, HTTPRoute):
                 for handler in route.route_handlers:

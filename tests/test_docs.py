@@ -75,9 +75,7 @@ def test_other_asset_paths_are_problem_404s(client: TestClient[Litestar], path: 
 
 def test_vendored_files_match_the_published_checksums() -> None:
     readme = (ASSETS / "README.md").read_text()
-    listed = dict(
-        (name, digest) for digest, name in re.findall(r"^([0-9a-f]{64})  (\S+)$", readme, re.MULTILINE)
-    )
+    listed = dict((name, digest) for digest, name in re.findall(r"^([0-9a-f]{64})  (\S+)$", readme, re.MULTILINE))
     assert len(listed) == 4
     for name, digest in listed.items():
         assert hashlib.sha256((ASSETS / name).read_bytes()).hexdigest() == digest, name

@@ -91,7 +91,11 @@ def test_non_canonical_uuid_is_400(client: TestClient[Litestar], segment: str) -
 
 @pytest.mark.parametrize(
     "segment",
-    ["550e8400-e29b-41d4-a716-446655440001", "550E8400-E29B-41D4-A716-446655440001", "550e8400e29b41d4a716446655440001"],
+    [
+        "550e8400-e29b-41d4-a716-446655440001",
+        "550E8400-E29B-41D4-A716-446655440001",
+        "550e8400e29b41d4a716446655440001",
+    ],
 )
 def test_uuid_forms_the_readme_lists_are_accepted(client: TestClient[Litestar], segment: str) -> None:
     response = client.get(f"/users/uuid/{segment}")
@@ -121,7 +125,9 @@ def test_control_and_format_characters_are_rejected(client: TestClient[Litestar]
     assert_problem(client.patch("/users/1", json={field: value}), 400, field)
 
 
-@pytest.mark.parametrize("name", ["Zoë", "مریم\u200cسادات", "Ævar Arnfjörð", "李"])  # ZWNJ stays allowed
+@pytest.mark.parametrize(
+    "name", ["Zoë", "\u0645\u0631\u06cc\u0645\u200c\u0633\u0627\u062f\u0627\u062a", "Ævar Arnfjörð", "李"]
+)  # ZWNJ stays allowed
 def test_names_in_any_script_are_accepted(client: TestClient[Litestar], name: str) -> None:
     response = client.patch("/users/2", json={"first_name": name})
     assert response.status_code == 200, response.text
@@ -143,7 +149,7 @@ def test_an_integral_json_number_is_an_integer(client: TestClient[Litestar]) -> 
     assert [user["id"] for user in response.json()["users"]] == [1]
 
 
-@pytest.mark.parametrize("value", ["1e2", "１", "10.0", " 5", "5_0", "+5"])
+@pytest.mark.parametrize("value", ["1e2", "\uff11", "10.0", " 5", "5_0", "+5"])
 @pytest.mark.parametrize("parameter", ["limit", "offset"])
 def test_query_integers_are_strict(client: TestClient[Litestar], parameter: str, value: str) -> None:
     body = assert_problem(client.get("/users", params={parameter: value}), 400, parameter)
@@ -158,7 +164,7 @@ def test_batch_accepts_every_id_the_path_accepts(client: TestClient[Litestar], u
     assert response.json()["users"][0]["id"] == 1
 
 
-@pytest.mark.parametrize("user_id", ["9223372036854775808", "-9223372036854775809", "１", "1_0"])
+@pytest.mark.parametrize("user_id", ["9223372036854775808", "-9223372036854775809", "\uff11", "1_0"])
 def test_batch_and_path_reject_the_same_ids(client: TestClient[Litestar], user_id: str) -> None:
     assert_problem(client.get(f"/users/{user_id}"), 400, "user_id")
     assert_problem(client.get("/users/batch", params={"ids": user_id}), 400, "ids")

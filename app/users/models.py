@@ -9,15 +9,15 @@ from uuid import UUID
 import msgspec
 
 __all__ = (
+    "EMAIL_PATTERN",
     "INT64_MAX",
     "INT64_MIN",
     "INT64_PATTERN",
     "MAX_BATCH_SIZE",
     "MAX_PAGE_SIZE",
-    "EMAIL_PATTERN",
+    "TEXT_PATTERN",
     "Email",
     "Name",
-    "TEXT_PATTERN",
     "User",
     "UserBatch",
     "UserCreate",
