@@ -38,7 +38,7 @@ def refine_openapi(app: Litestar) -> None:
 
     - `additionalProperties: false` on request bodies whose Struct has `forbid_unknown_fields`;
     - exact signed 64-bit bounds on ids (Litestar writes bounds as floats and drops them on list items);
-    - the combined limit of `POST /users/lookup`, which JSON Schema cannot express, in its descriptions.
+    - the combined limit of `POST /users/lookup`, in its description and as a `not` over every split.
     """
     schemas = app.openapi_schema.components.schemas or {}
     for struct in _CLOSED_BODIES:
@@ -51,3 +51,21 @@ def refine_openapi(app: Litestar) -> None:
         ids.items = _int64()
     if lookup is not None:
         lookup.description = _LOOKUP_LIMIT
+        lookup.schema_not = _more_than_in_all(MAX_BATCH_SIZE)
+
+
+def _more_than_in_all(limit: int) -> Schema:
+    """Bodies with more than `limit` ids and UUIDs together, for `not`.
+
+    JSON Schema cannot add up two lengths, so this lists every split of `limit + 1` items between the two lists:
+    machine-checkable, unlike prose, so fuzzers and validators know the limit too.
+    """
+    return Schema(
+        any_of=[
+            Schema(
+                required=["ids", "uuids"],
+                properties={"ids": Schema(min_items=k), "uuids": Schema(min_items=limit + 1 - k)},
+            )
+            for k in range(1, limit + 1)
+        ]
+    )

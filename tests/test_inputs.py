@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -177,6 +178,12 @@ def test_openapi_states_the_limits(client: TestClient[Litestar]) -> None:
     assert lookup["properties"]["ids"]["maxItems"] == 100
     operation = doc["paths"]["/users/lookup"]["post"]
     assert "100 in all" in operation["description"]
+    validator = jsonschema.Draft202012Validator(lookup)
+    uuid = "550e8400-e29b-41d4-a716-446655440001"
+    assert validator.is_valid({"ids": [1] * 40, "uuids": [uuid] * 60})
+    assert not validator.is_valid({"ids": [1] * 40, "uuids": [uuid] * 61})
+    assert_problem(client.post("/users/lookup", json={"ids": [1] * 40, "uuids": [uuid] * 61}), 400, "ids")
+    assert client.post("/users/lookup", json={"ids": [1] * 40, "uuids": [uuid] * 60}).status_code == 200
 
 
 @pytest.mark.parametrize(
