@@ -183,7 +183,7 @@ class StrictInputs:
                 for handler in route.route_handlers:
                     found = _handler_checks(route, handler, schema_path)
                     if found != _Checks():
-                        self._checks[id(handler.fn)] = found
+                        self._checks[id(handler)] = found
 
     async def __call__(self, request: Request[Any, Any, Any]) -> Response[None] | None:
         """Check `request`'s parameters.
@@ -192,7 +192,8 @@ class StrictInputs:
             BadRequestError: An integer or UUID parameter is not in its canonical form; names the parameter.
             NotFoundException: A path under the schema path that nothing serves.
         """
-        found = self._checks.get(id(request.route_handler.fn))
+        scope = request.scope
+        found = self._checks.get(id(scope["route_handler"]))
         if found is None:
             return None
         if found.allow is not None:
@@ -200,7 +201,9 @@ class StrictInputs:
         if found.not_found:
             raise NotFoundException(f"No route for {request.url.path}")
         if found.path_ints or found.path_uuids:
-            segments = [segment for segment in request.scope["path"].split("/") if segment]
+            segments = scope["path"].strip("/").split("/")
+            if "" in segments:
+                segments = [segment for segment in segments if segment]
             for index, name in found.path_ints:
                 if not _INT.fullmatch(segments[index]):
                     raise _bad(name, "path", _AN_INTEGER, segments[index])

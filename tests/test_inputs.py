@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -233,3 +236,17 @@ def test_malformed_url_port_is_a_configuration_error(variable: str, url: str) ->
 def test_several_postgres_hosts_are_accepted() -> None:
     url = "postgresql://u:pw@h1:5432,h2:5433/db"
     assert Settings.from_env({"DATABASE_URL": url}, env_file=None).database_url == url
+
+
+@pytest.mark.parametrize(
+    ("variable", "url"), [("REDIS_URL", "redis://:pw@host:notaport/0"), ("DATABASE_URL", "postgresql://u:pw@h:x/db")]
+)
+def test_malformed_url_port_stops_start_up_with_one_line(tmp_path: Path, variable: str, url: str) -> None:
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(Path(__file__).parent.parent), variable: url}
+    result = subprocess.run(
+        [sys.executable, "-m", "app"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"configuration error: {variable}: the port must be")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "pw" not in result.stderr
