@@ -201,15 +201,7 @@ class StrictInputs:
         if found.not_found:
             raise NotFoundException(f"No route for {request.url.path}")
         if found.path_ints or found.path_uuids:
-            segments = scope["path"].strip("/").split("/")
-            if "" in segments:
-                segments = [segment for segment in segments if segment]
-            for index, name in found.path_ints:
-                if not _INT.fullmatch(segments[index]):
-                    raise _bad(name, "path", _AN_INTEGER, segments[index])
-            for index, name in found.path_uuids:
-                if not _is_uuid(segments[index]):
-                    raise _bad(name, "path", "a UUID (8-4-4-4-12 or 32 hex digits)", segments[index])
+            _check_path(found, scope["path"])
         for name in found.query_ints:
             for value in request.query_params.getall(name, ()):
                 if not _INT.fullmatch(value):
@@ -218,6 +210,18 @@ class StrictInputs:
 
 
 _AN_INTEGER = "an integer (ASCII digits, optionally signed)"
+
+
+def _check_path(found: _Checks, path: str) -> None:
+    segments = path.strip("/").split("/")
+    if "" in segments:
+        segments = [segment for segment in segments if segment]
+    for index, name in found.path_ints:
+        if not _INT.fullmatch(segments[index]):
+            raise _bad(name, "path", _AN_INTEGER, segments[index])
+    for index, name in found.path_uuids:
+        if not _is_uuid(segments[index]):
+            raise _bad(name, "path", "a UUID (8-4-4-4-12 or 32 hex digits)", segments[index])
 
 
 def _bad(name: str, source: str, expected: str, text: str) -> BadRequestError:
