@@ -119,6 +119,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 raise ConfigError(
                     f"DATABASE_URL: expected sqlite:///path or postgresql://..., got {redact_url(self.database_url)!r}"
                 )
+        # Input validation (issue 11): a port that is not a number would only fail when the pool first connects.
+        for variable, url in (("REDIS_URL", self.redis_url), ("DATABASE_URL", self.database_url)):
+            if url is not None:
+                _check_port(variable, url)
 
     @property
     def sqlite_path(self) -> str | None:
@@ -137,6 +141,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 _NULLABLE = {"redis_url", "database_url"}
+
+
+def _check_port(variable: str, url: str) -> None:
+    """Raise `ConfigError` naming `variable` if `url` has a port that is not a number from 0 to 65535."""
+    parts = urlsplit(url)
+    credentials, at, hosts = parts.netloc.rpartition("@")
+    for host in hosts.split(","):  # libpq and asyncpg accept several hosts: `host1:5432,host2:5433`
+        try:
+            parts._replace(netloc=f"{credentials}{at}{host}").port  # noqa: B018 - the property checks the port
+        except ValueError:
+            raise ConfigError(f"{variable}: the port must be a number from 0 to 65535, got {host!r}") from None
 
 
 def _name_variable(message: str) -> str:

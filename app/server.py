@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Contact
 
 from app.deps import dependencies
+from app.docs import docs_assets, render_plugins
 from app.errors import exception_handlers
 from app.health import HealthController
+from app.inputs import StrictInputs, StrictRequest
 from app.lifespan import lifespan
 from app.metrics import install_metrics, metrics
 from app.middleware import RequestMiddleware
@@ -36,12 +37,15 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
         cache_backend: Use this backend instead of the one `settings` describe (for tests).
     """
     state = State({"settings": settings, "cache_backend": cache_backend})
+    strict_inputs = StrictInputs()
     app = Litestar(
-        route_handlers=[UserController, HealthController, metrics],
+        route_handlers=[UserController, HealthController, metrics, docs_assets],
         dependencies=dependencies(state),
         lifespan=[lifespan],
         state=state,
         exception_handlers=exception_handlers,
+        request_class=StrictRequest,
+        before_request=strict_inputs,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(
             title="Users API",
@@ -49,11 +53,12 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
             description="Users behind typed, dependency-injected, Redis-backed caches.",
             contact=Contact(name="Users API"),
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin()],
+            render_plugins=render_plugins(),
         ),
         logging_config=None,  # `python -m app` configures logging (app.logs), once per process, before serving
     )
     refine_openapi(app)
+    strict_inputs.index(app)
     http_metrics = install_metrics(app)  # a registry of this app's own
     # Outermost, around the router too, so 404s, 405s and path-type 400s also carry a request id and are counted.
     app.asgi_handler = RequestMiddleware(app.asgi_handler, http_metrics)

@@ -14,6 +14,7 @@ from app.errors import BadRequestError, problem_responses
 from app.users.models import (
     INT64_MAX,
     INT64_MIN,
+    INT64_PATTERN,
     MAX_BATCH_SIZE,
     MAX_PAGE_SIZE,
     User,
@@ -43,25 +44,25 @@ Offset = Annotated[
     int,
     Parameter(ge=0, le=INT64_MAX, description="Users to skip.", schema_extra={"format": "int64", "maximum": INT64_MAX}),
 ]
-_ID_PATTERN = r"-?[0-9]{1,18}"
-"""One id of `?ids=`: at most 18 digits, so every id the pattern admits fits in a signed 64-bit integer."""
-
 IdList = Annotated[
     str,
     Parameter(
-        description=f"Comma-separated user ids, 1 to {MAX_BATCH_SIZE}.",
-        schema_extra={"pattern": rf"^{_ID_PATTERN}(,{_ID_PATTERN}){{0,{MAX_BATCH_SIZE - 1}}}$", "example": "1,2,3"},
+        description=f"Comma-separated user ids (signed 64-bit integers), 1 to {MAX_BATCH_SIZE}.",
+        schema_extra={
+            "pattern": rf"^{INT64_PATTERN}(,{INT64_PATTERN}){{0,{MAX_BATCH_SIZE - 1}}}$",
+            "example": "1,2,3",
+        },
     ),
 ]
 
-_ID = re.compile(_ID_PATTERN)
+_DIGITS = re.compile(r"-?[0-9]+")
 
 
 def parse_id_list(text: str, *, parameter: str = "ids") -> list[int]:
-    """Parse `1,2,3` into ids.
+    """Parse `1,2,3` into ids: each one written as `GET /users/{user_id}` accepts it.
 
     Raises:
-        BadRequestError: An item is not a signed 64-bit integer, or there are none or too many.
+        BadRequestError: An item is not a signed 64-bit integer in ASCII digits, or there are none or too many.
     """
     items = text.split(",")
     if len(items) > MAX_BATCH_SIZE:
@@ -70,9 +71,9 @@ def parse_id_list(text: str, *, parameter: str = "ids") -> list[int]:
         )
     ids: list[int] = []
     for item in items:
-        if not _ID.fullmatch(item) or not INT64_MIN <= (value := int(item)) <= INT64_MAX:
+        if not _DIGITS.fullmatch(item) or not INT64_MIN <= (value := int(item)) <= INT64_MAX:
             raise BadRequestError(
-                f"{parameter}: expected comma-separated integers of at most 18 digits, got {item[:32]!r}",
+                f"{parameter}: expected comma-separated signed 64-bit integers, got {item[:32]!r}",
                 parameter=parameter,
                 source="query",
             )
@@ -117,11 +118,12 @@ class UserController(Controller):
         "/lookup",
         operation_id="lookupUsers",
         summary="Get users by ids and UUIDs",
+        description=f"Ids and/or UUIDs, at most {MAX_BATCH_SIZE} in all; unknown ones are listed, not errors.",
         status_code=200,
         responses=problem_responses(400, 413),
     )
     async def lookup(self, data: JSONBody[UserLookup], user_service: Injected[UserService]) -> UserBatch:
-        """Return the users among `ids` and `uuids`; unknown ones are listed, not errors."""
+        """Return the users among `ids` and `uuids` (at most 100 in all); unknown ones are listed, not errors."""
         if len(data.ids) + len(data.uuids) > MAX_BATCH_SIZE:
             raise BadRequestError(f"ids, uuids: at most {MAX_BATCH_SIZE} in all", parameter="ids", source="body")
         return await user_service.lookup(ids=data.ids, uuids=data.uuids)

@@ -9,10 +9,13 @@ from uuid import UUID
 import msgspec
 
 __all__ = (
+    "EMAIL_PATTERN",
     "INT64_MAX",
     "INT64_MIN",
+    "INT64_PATTERN",
     "MAX_BATCH_SIZE",
     "MAX_PAGE_SIZE",
+    "TEXT_PATTERN",
     "Email",
     "Name",
     "User",
@@ -28,13 +31,44 @@ INT64_MAX = 2**63 - 1
 MAX_PAGE_SIZE = 100
 MAX_BATCH_SIZE = 100
 
+
+def _at_most(bound: int) -> str:
+    """A regular expression for the decimal numbers from 0 to `bound` (leading zeros allowed)."""
+    digits = str(bound)
+    alternatives = [f"[0-9]{{1,{len(digits) - 1}}}"]
+    for index, digit in enumerate(int(d) for d in digits):
+        if digit:
+            rest = len(digits) - index - 1
+            alternatives.append(digits[:index] + (f"[0-{digit - 1}]" if digit > 1 else "0") + f"[0-9]{{{rest}}}")
+    alternatives.append(digits)
+    return "0*(?:" + "|".join(alternatives) + ")"
+
+
+INT64_PATTERN = f"(?:{_at_most(INT64_MAX)}|-{_at_most(-INT64_MIN)})"
+"""Exactly the decimal texts of signed 64-bit integers (ASCII digits, optional minus, leading zeros allowed):
+the one rule for an id, in a path, in `?ids=` and in the OpenAPI document."""
+
+# Characters no name or email may hold: C0 and C1 controls and DEL, and the invisible format characters that can
+# disguise text (bidirectional overrides, embeddings and isolates, zero-width space, word joiner and invisible
+# operators, byte order mark, interlinear annotation, soft hyphen, line and paragraph separators). Zero-width
+# (non-)joiners U+200C/U+200D stay allowed: Persian, Indic scripts and emoji sequences need them. Written with
+# \u escapes that Python and ECMAScript read alike (the pattern is published in the OpenAPI document).
+_FORBIDDEN = (
+    r"\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u08e2\u180e\u200b\u200e\u200f"
+    r"\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+TEXT_PATTERN = f"^[^{_FORBIDDEN}]+$"
+"""A name: no control or invisible format characters (see `_FORBIDDEN`)."""
+EMAIL_PATTERN = rf"^[^@\x20{_FORBIDDEN}]+@[^@\x20{_FORBIDDEN}]+\.[^@\x20{_FORBIDDEN}]+$"
+"""`local@domain.tld` without spaces, control or invisible format characters."""
+
 Name = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=100,
-        pattern=r"^[^\x00-\x1f\x7f]+$",
-        description="A first or last name: 1 to 100 characters, no control characters.",
+        pattern=TEXT_PATTERN,
+        description="A first or last name: 1 to 100 characters, no control or invisible format characters.",
     ),
 ]
 Email = Annotated[
@@ -42,9 +76,9 @@ Email = Annotated[
     msgspec.Meta(
         min_length=3,
         max_length=254,
-        # No spaces or control characters; `\s` is not used because Python and ECMAScript disagree on it.
-        pattern=r"^[^@\x00-\x20\x7f]+@[^@\x00-\x20\x7f]+\.[^@\x00-\x20\x7f]+$",
-        description="An email address (at most 254 characters).",
+        # No spaces, control or format characters; `\s` is not used because Python and ECMAScript disagree on it.
+        pattern=EMAIL_PATTERN,
+        description="An email address (at most 254 characters; no spaces, control or invisible format characters).",
         examples=["ada@example.com"],
     ),
 ]
@@ -89,7 +123,7 @@ UserUuids = Annotated[list[UUID], msgspec.Meta(max_length=MAX_BATCH_SIZE)]
 
 
 class UserLookup(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The body of `POST /users/lookup`: ids and/or UUIDs, at most `MAX_BATCH_SIZE` in all."""
+    """The body of `POST /users/lookup`: ids and/or UUIDs, at most `MAX_BATCH_SIZE` (100) in all."""
 
     ids: UserIds = msgspec.field(default_factory=list[int])
     uuids: UserUuids = msgspec.field(default_factory=list[UUID])
