@@ -168,12 +168,13 @@ class HttpMetrics:
 
     - `http_requests_total{method,route,status}`;
     - `http_request_duration_seconds{method,route}`, from the request's arrival to its last response byte;
-    - `http_requests_in_progress` (a scrape counts itself).
+    - `http_requests_in_progress` (a scrape counts itself);
+    - `http_requests_shed_total`, requests answered 503 beyond the in-flight bound.
 
     `route` is the matched route's path template (`/users/{user_id}`), or `unmatched`; `/metrics` is not counted.
     """
 
-    __slots__ = ("_lookup", "buckets", "durations", "in_progress", "requests")
+    __slots__ = ("_lookup", "buckets", "durations", "in_progress", "requests", "shed")
 
     def __init__(self, buckets: tuple[float, ...] = HTTP_BUCKETS) -> None:
         """Start with no requests; `buckets` are the duration histogram's upper bounds in seconds."""
@@ -183,6 +184,8 @@ class HttpMetrics:
         self.durations: dict[tuple[str, str], LatencyHistogram] = {}
         """By label values."""
         self.in_progress = 0
+        self.shed = 0
+        """Requests answered 503 at once because the worker was at its in-flight bound (`MAX_IN_FLIGHT`)."""
         self._lookup: dict[tuple[str, str | None, int], _Series] = {}
         """By what the middleware sees (`None` for no route): one dictionary look-up per request."""
 
@@ -226,6 +229,11 @@ class HttpMetrics:
             self.durations,
         )
         yield GaugeMetricFamily("http_requests_in_progress", "HTTP requests being served.", value=self.in_progress)
+        yield CounterMetricFamily(
+            "http_requests_shed",
+            "HTTP requests answered 503 at once because the worker was at its in-flight bound (MAX_IN_FLIGHT).",
+            value=self.shed,
+        )
 
 
 def _histogram(

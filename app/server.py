@@ -56,5 +56,10 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
     refine_openapi(app)
     http_metrics = install_metrics(app)  # a registry of this app's own
     # Outermost, around the router too, so 404s, 405s and path-type 400s also carry a request id and are counted.
-    app.asgi_handler = RequestMiddleware(app.asgi_handler, http_metrics)
+    app.asgi_handler = RequestMiddleware(
+        app.asgi_handler,
+        http_metrics,
+        max_in_flight=settings.max_in_flight,
+        retry_after=settings.overload_retry_after_seconds,
+    )
     return app

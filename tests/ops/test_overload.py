@@ -6,13 +6,17 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable, Sequence
 
 import pytest
 import redis
 
-from app.cache import CircuitBreakerBackend, CoalescingBackend, RedisBackend
+from app.cache import CircuitBreakerBackend, CoalescingBackend, MemoryBackend, RedisBackend
 from app.cache.backend import CacheBackend, CacheBackendError
 from app.cache.breaker import BreakerState
+from app.config import Settings
+from app.server import create_app
+from tests.asgi import concurrent_client
 from tests.servers import RedisServer
 
 
@@ -87,3 +91,64 @@ async def test_a_hung_redis_under_a_lagging_loop_is_bounded_and_not_counted(redi
             os.kill(redis_server.process.pid, signal.SIGCONT)
     finally:
         await breaker.close()
+
+
+class GatedBackend(MemoryBackend):
+    """A memory backend whose reads wait for a gate: requests stay in flight until the test opens it."""
+
+    __slots__ = ("gate", "waiting")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.waiting += 1
+        await self.gate.wait()
+        return await super().get_many(keys)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_requests_beyond_the_in_flight_bound_get_503_with_retry_after(sqlite_path: str) -> None:
+    settings = Settings(database_url=f"sqlite:///{sqlite_path}", max_in_flight=2, overload_retry_after_seconds=3)
+    backend = GatedBackend()
+    app = create_app(settings, cache_backend=backend)
+    async with concurrent_client(app) as client:
+        held = [asyncio.create_task(client.get(f"/users/{n}")) for n in (1, 2)]
+        await until(lambda: backend.waiting == 2)
+
+        shed = await client.get("/users/3", headers={"X-Request-ID": "shed-1"})
+        assert shed.status_code == 503
+        assert shed.headers["retry-after"] == "3"
+        assert shed.headers["content-type"] == "application/problem+json"
+        assert shed.headers["x-request-id"] == "shed-1"
+        assert shed.json()["status"] == 503
+        assert shed.json()["title"] == "Service Unavailable"
+        assert (await client.post("/users", json={})).status_code == 503
+
+        # Probes and scrapes are exempt: they see the overloaded worker as it is.
+        assert (await client.get("/health/live")).status_code == 200
+        scrape = await client.get("/metrics")
+        assert scrape.status_code == 200
+        assert "http_requests_shed_total 2.0" in scrape.text
+
+        backend.gate.set()
+        assert [response.status_code for response in await asyncio.gather(*held)] == [200, 200]
+        assert (await client.get("/users/3")).status_code == 200  # below the bound again
+
+
+async def test_no_bound_when_max_in_flight_is_zero(sqlite_path: str) -> None:
+    settings = Settings(database_url=f"sqlite:///{sqlite_path}", max_in_flight=0)
+    backend = GatedBackend()
+    app = create_app(settings, cache_backend=backend)
+    async with concurrent_client(app) as client:
+        held = [asyncio.create_task(client.get(f"/users/{n}")) for n in range(1, 11)]
+        await until(lambda: backend.waiting == 10)
+        backend.gate.set()
+        assert {response.status_code for response in await asyncio.gather(*held)} == {200}
