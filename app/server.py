@@ -14,7 +14,7 @@ from app.deps import dependencies
 from app.errors import exception_handlers
 from app.health import HealthController
 from app.lifespan import lifespan
-from app.metrics import install_metrics, metrics
+from app.metrics import install_metrics, metrics, metrics_port_server
 from app.middleware import RequestMiddleware
 from app.openapi import refine_openapi
 from app.users.controller import UserController
@@ -37,9 +37,10 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
     """
     state = State({"settings": settings, "cache_backend": cache_backend})
     app = Litestar(
-        route_handlers=[UserController, HealthController, metrics],
+        # With METRICS_PORT set, /metrics is served only there (app.metrics.metrics_port_server), not here.
+        route_handlers=[UserController, HealthController, *([metrics] if settings.metrics_port is None else [])],
         dependencies=dependencies(state),
-        lifespan=[lifespan],
+        lifespan=[lifespan, metrics_port_server],
         state=state,
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY_BYTES,
