@@ -1,8 +1,9 @@
 """The cost of `CACHE_SIGNING_KEY` on `Cache.get`: signed and unsigned caches timed in alternating pairs.
 
 `python -m bench.signing_bench [REDIS_URL]` (default: a throw-away redis-server): a hit of one user, on the
-memory backend (the CPU cost alone) and on Redis (what a request sees). Each round times both caches back to back, in alternating order, so machine load
-affects both alike; the median of the per-round differences is reported.
+memory backend (the CPU cost alone) and on Redis (what a request sees). Each round times both caches back to
+back, in alternating order, so machine load affects both alike; the median of the per-round differences is
+reported.
 """
 
 from __future__ import annotations
