@@ -116,6 +116,7 @@ async def test_key_rotation(redis_url: str, redis_client: redis.Redis, sqlite_pa
         assert (await client.get("/users/1")).status_code == 200
         key = caches(old).by_id.key(1)
         written_by_old = redis_client.get(key)
+        assert isinstance(written_by_old, bytes)
     rotating = signed_app(redis_url, sqlite_path, f"{KEY},{OLD_KEY}")
     async with concurrent_client(rotating) as client:
         assert caches(rotating).by_id.key(1) == key  # the keys do not depend on the signing keys
