@@ -104,6 +104,7 @@ class CacheMetricsCollector:
       `result` `hit|miss`, or `remote` (the backend) with `result` `hit|miss|negative_hit`;
     - `cache_<field>_total{cache}` for every other `CacheStats` field (`loads`, `coalesced`, `errors`, ...);
     - `cache_breaker_state{backend,state}`: 1 for the circuit breaker's current state, 0 for the others;
+    - `cache_breaker_lag_timeouts_total{backend}`: calls that timed out while the event loop lagged (not failures);
     - `cache_operation_duration_seconds{backend,operation}`: backend call latency, as the breaker measures it.
 
     The last two exist only when the backend has a circuit breaker (Redis), and nothing is reported before the
@@ -152,6 +153,13 @@ class CacheMetricsCollector:
         for candidate in BreakerState:
             state.add_metric((breaker.name, candidate.value), 1.0 if candidate is current else 0.0)
         yield state
+        lag_timeouts = CounterMetricFamily(
+            "cache_breaker_lag_timeouts",
+            "Cache calls that ran out of time while the event loop itself lagged; not counted against the backend.",
+            labels=("backend",),
+        )
+        lag_timeouts.add_metric((breaker.name,), breaker.lag_timeouts)
+        yield lag_timeouts
         yield _histogram(
             "cache_operation_duration_seconds",
             "Duration of cache backend calls, failures and timeouts included.",

@@ -10,11 +10,13 @@ from collections.abc import Callable, Sequence
 
 import pytest
 import redis
+from litestar.datastructures import State
 
-from app.cache import CircuitBreakerBackend, CoalescingBackend, MemoryBackend, RedisBackend
+from app.cache import CacheManager, CircuitBreakerBackend, CoalescingBackend, MemoryBackend, RedisBackend
 from app.cache.backend import CacheBackend, CacheBackendError
 from app.cache.breaker import BreakerState
 from app.config import Settings
+from app.metrics import CacheMetricsCollector
 from app.server import create_app
 from tests.asgi import concurrent_client
 from tests.servers import RedisServer
@@ -153,3 +155,40 @@ async def test_no_bound_when_max_in_flight_is_zero(sqlite_path: str) -> None:
         await until(lambda: backend.waiting == 10)
         backend.gate.set()
         assert {response.status_code for response in await asyncio.gather(*held)} == {200}
+
+
+class SilentBackend(MemoryBackend):
+    """A backend that never answers a read."""
+
+    __slots__ = ()
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_timeouts_during_loop_lag_are_counted_apart_and_do_not_open_the_breaker() -> None:
+    breaker = CircuitBreakerBackend(SilentBackend(), timeout=0.05, failure_threshold=1)
+    stop = asyncio.Event()
+
+    async def lag() -> None:
+        while not stop.is_set():
+            time.sleep(0.1)  # every timer fires at least a timeout late
+            await asyncio.sleep(0)
+
+    lagging = asyncio.create_task(lag())
+    await asyncio.sleep(0)
+    with pytest.raises(CacheBackendError, match="event loop lagging"):
+        await breaker.get_many(["k"])
+    stop.set()
+    await lagging
+    assert breaker.lag_timeouts == 1
+    assert breaker.state is BreakerState.CLOSED
+
+    manager = CacheManager(breaker)
+    families = {family.name: family for family in CacheMetricsCollector(State({"cache_manager": manager})).collect()}
+    assert families["cache_breaker_lag_timeouts"].samples[0].value == 1
+
+    with pytest.raises(CacheBackendError, match="timed out"):  # the same silence on a prompt loop is a failure
+        await breaker.get_many(["k"])
+    assert breaker.state is BreakerState.OPEN
