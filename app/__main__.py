@@ -8,16 +8,18 @@ from __future__ import annotations
 import gc
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 from granian import Granian
 from granian.constants import Interfaces, Loops
+from granian.http import HTTP1Settings
 from granian.log import LogLevels
 
 from app.config import ConfigError, Settings
 from app.logs import logging_config
 from app.server import create_app
+from app.slow_clients import uvicorn_protocol
 from app.usage import effective_settings, usage
 
 if TYPE_CHECKING:
@@ -96,7 +98,9 @@ def _serve_with_uvicorn(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools, with the header and body read timeouts uvicorn lacks (app.slow_clients).
+        http=cast("Any", uvicorn_protocol(settings)),
+        timeout_keep_alive=settings.http_keep_alive_seconds,
         log_config=logging_config(settings.log_level, settings.log_format),
         log_level=settings.log_level.lower(),
         access_log=settings.log_level == "DEBUG",
@@ -117,6 +121,9 @@ def _serve_with_granian(settings: Settings) -> None:
         workers=settings.workers,
         loop=Loops.uvloop,
         websockets=False,
+        # Granian's one read timeout: a connection, new or kept alive, gets this long to send a request's headers
+        # (it has no separate keep-alive idle timeout and no body read timeout).
+        http1_settings=HTTP1Settings(header_read_timeout=int(settings.http_header_timeout_seconds * 1000)),
         log_dictconfig=logging_config(settings.log_level, settings.log_format),
         log_level=LogLevels(settings.log_level.lower()),
         log_access=settings.log_level == "DEBUG",

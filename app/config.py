@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 
@@ -80,6 +81,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Longest a request waits for a pooled PostgreSQL connection (or a new one); then 503."""
     database_ready_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 1000
     """`/health/ready` reports the database down when it does not answer within this."""
+    # -- Operations (issue 11, items 11-15): overload, slow clients, cache signing, metrics port --
+    max_in_flight: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 256
+    """Requests one worker serves at once; beyond it a request gets 503 with `Retry-After` at once (the health
+    probes and /metrics are exempt). 0: no bound."""
+    overload_retry_after_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 1
+    """The `Retry-After` of an overload 503."""
+    http_header_timeout_seconds: PositiveSeconds = 10.0
+    """A connection that has not sent a request's complete headers this long after it opened (or after its
+    previous response) is closed."""
+    http_body_timeout_seconds: PositiveSeconds = 30.0
+    """uvicorn only: a request whose body has not arrived this long after its headers is dropped."""
+    http_keep_alive_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 5
+    """uvicorn: an idle keep-alive connection is closed after this long (granian: HTTP_HEADER_TIMEOUT_SECONDS)."""
+    cache_signing_key: Annotated[str, msgspec.Meta(pattern=r"^[!-+\--~]{16,64}(,[!-+\--~]{16,64})*$")] | None = None
+    """Sign cache entries with a keyed BLAKE2b MAC; entries with a bad or missing tag are misses. A comma-separated
+    list of keys of 16 to 64 printable ASCII characters: the first signs, all verify (key rotation)."""
+    metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    """Serve /metrics on this port (on HOST) instead of the API port."""
+
+    def __repr__(self) -> str:
+        """The fields, with URL credentials redacted and the signing keys hidden."""
+        shown: list[str] = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, str) and name.endswith("_url"):
+                value = redact_url(value)
+            elif name == "cache_signing_key" and value is not None:
+                value = REDACTED
+            shown.append(f"{name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
@@ -176,13 +207,38 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature|sig$", re.IGNORECASE)
+"""A query parameter whose name matches this carries a credential (password, sslpassword, api_key, token...)."""
+
+REDACTED = "***"
+
+
 def redact_url(url: str) -> str:
-    """Replace the password of a URL with `***`."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    credentials, _, host = parts.netloc.rpartition("@")
-    if ":" not in credentials:
-        return url
-    user = credentials.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """Return `url` with every credential replaced by `***`.
+
+    That is the password of the user info, and the value of every query parameter whose name looks like a
+    credential (`password`, `sslpassword`, `token`, `secret`, `api_key`, `auth`, ...). A URL that cannot be
+    parsed is replaced entirely.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, _, host = netloc.rpartition("@")
+        if ":" in credentials:
+            netloc = f"{credentials.partition(':')[0]}:{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        query = "&".join(_redact_parameter(item) for item in query.split("&"))
+    if netloc == parts.netloc and query == parts.query:
+        return url  # urlunsplit would normalise it (`sqlite:///x` to `sqlite:/x`)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _redact_parameter(item: str) -> str:
+    name, sep, _ = item.partition("=")
+    if sep and _SECRET_PARAMETER.search(unquote(name)):
+        return f"{name}={REDACTED}"
+    return item

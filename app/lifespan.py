@@ -14,6 +14,7 @@ from app.cache import (
     CacheManager,
     CircuitBreakerBackend,
     CoalescingBackend,
+    EntrySigner,
     InvalidationBus,
     MemoryBackend,
     NullBackend,
@@ -70,6 +71,7 @@ def build_cache_manager(settings: Settings, backend: CacheBackend | None = None)
         bus=bus,
         near_ttl=settings.cache_near_ttl_seconds,
         near_max_entries=settings.cache_near_max_entries,
+        signer=EntrySigner.from_setting(settings.cache_signing_key) if settings.cache_signing_key else None,
     )
 
 

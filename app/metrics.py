@@ -9,6 +9,10 @@ families only when `/metrics` is scraped.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from litestar import get
@@ -29,9 +33,11 @@ from app.cache import BreakerState, CacheManager, CacheStats, CoalescingBackend
 from app.cache.stats import LatencyHistogram
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncGenerator, Iterator
 
     from litestar import Litestar
+
+    from app.config import Settings
 
 __all__ = (
     "METRICS_MEDIA_TYPE",
@@ -41,7 +47,10 @@ __all__ = (
     "HttpMetrics",
     "install_metrics",
     "metrics",
+    "metrics_port_server",
 )
+
+logger = logging.getLogger("app.metrics")
 
 METRICS_PATH = "/metrics"
 METRICS_MEDIA_TYPE = CONTENT_TYPE_PLAIN_0_0_4.removesuffix("; charset=utf-8")
@@ -96,6 +105,7 @@ class CacheMetricsCollector:
     - `cache_backend_reads_total{backend}` and `cache_batched_reads_total{backend}`: what request coalescing
       did (backend reads sent, and reads that rode along with another read of the same tick), when it is on;
     - `cache_breaker_state{backend,state}`: 1 for the circuit breaker's current state, 0 for the others;
+    - `cache_breaker_lag_timeouts_total{backend}`: calls that timed out while the event loop lagged (not failures);
     - `cache_operation_duration_seconds{backend,operation}`: backend call latency, as the breaker measures it.
 
     The last two exist only when the backend has a circuit breaker (Redis), and nothing is reported before the
@@ -146,6 +156,13 @@ class CacheMetricsCollector:
         for candidate in BreakerState:
             state.add_metric((breaker.name, candidate.value), 1.0 if candidate is current else 0.0)
         yield state
+        lag_timeouts = CounterMetricFamily(
+            "cache_breaker_lag_timeouts",
+            "Cache calls that ran out of time while the event loop itself lagged; not counted against the backend.",
+            labels=("backend",),
+        )
+        lag_timeouts.add_metric((breaker.name,), breaker.lag_timeouts)
+        yield lag_timeouts
         yield _histogram(
             "cache_operation_duration_seconds",
             "Duration of cache backend calls, failures and timeouts included.",
@@ -188,12 +205,13 @@ class HttpMetrics:
 
     - `http_requests_total{method,route,status}`;
     - `http_request_duration_seconds{method,route}`, from the request's arrival to its last response byte;
-    - `http_requests_in_progress` (a scrape counts itself).
+    - `http_requests_in_progress` (a scrape counts itself);
+    - `http_requests_shed_total`, requests answered 503 beyond the in-flight bound.
 
     `route` is the matched route's path template (`/users/{user_id}`), or `unmatched`; `/metrics` is not counted.
     """
 
-    __slots__ = ("_lookup", "buckets", "durations", "in_progress", "requests")
+    __slots__ = ("_lookup", "buckets", "durations", "in_progress", "requests", "shed")
 
     def __init__(self, buckets: tuple[float, ...] = HTTP_BUCKETS) -> None:
         """Start with no requests; `buckets` are the duration histogram's upper bounds in seconds."""
@@ -203,6 +221,8 @@ class HttpMetrics:
         self.durations: dict[tuple[str, str], LatencyHistogram] = {}
         """By label values."""
         self.in_progress = 0
+        self.shed = 0
+        """Requests answered 503 at once because the worker was at its in-flight bound (`MAX_IN_FLIGHT`)."""
         self._lookup: dict[tuple[str, str | None, int], _Series] = {}
         """By what the middleware sees (`None` for no route): one dictionary look-up per request."""
 
@@ -246,6 +266,11 @@ class HttpMetrics:
             self.durations,
         )
         yield GaugeMetricFamily("http_requests_in_progress", "HTTP requests being served.", value=self.in_progress)
+        yield CounterMetricFamily(
+            "http_requests_shed",
+            "HTTP requests answered 503 at once because the worker was at its in-flight bound (MAX_IN_FLIGHT).",
+            value=self.shed,
+        )
 
 
 def _histogram(
@@ -285,3 +310,60 @@ async def metrics(state: State) -> bytes:
     """Serve this application's registry (async: the counters are read on the event loop that bumps them)."""
     registry: CollectorRegistry = state.metrics_registry
     return generate_latest(registry)
+
+
+_SCRAPE_READ_TIMEOUT = 5.0
+"""Seconds a scraper gets to send its request line and headers to the metrics port."""
+
+
+async def _serve_scrape(
+    registry: CollectorRegistry, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Answer one HTTP/1.x request on the metrics port, then close: `GET /metrics` or 404."""
+    try:
+        async with asyncio.timeout(_SCRAPE_READ_TIMEOUT):
+            head = await reader.readuntil(b"\r\n\r\n")
+        method, _, rest = head.partition(b" ")
+        target = rest.partition(b" ")[0].partition(b"?")[0]
+        if method in {b"GET", b"HEAD"} and target == METRICS_PATH.encode():
+            body = generate_latest(registry)
+            status, content_type = b"200 OK", f"{METRICS_MEDIA_TYPE}; charset=utf-8".encode()
+        else:
+            body, status, content_type = b"Not Found\n", b"404 Not Found", b"text/plain; charset=utf-8"
+        writer.write(
+            b"HTTP/1.1 " + status + b"\r\ncontent-type: " + content_type
+            + b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
+            + (b"" if method == b"HEAD" else body)
+        )  # fmt: skip
+        await writer.drain()
+    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        pass  # a slow, truncated or oversized request gets no answer: the connection is closed
+    finally:
+        writer.close()
+
+
+@asynccontextmanager
+async def metrics_port_server(app: Litestar) -> AsyncGenerator[None]:
+    """Serve `/metrics` on `METRICS_PORT` (on `HOST`) for the application's lifetime, when it is set.
+
+    A small asyncio server in each worker process, on the worker's own event loop (so the counters are read where
+    they are bumped). The port is bound with `SO_REUSEPORT`, so every worker of `WORKERS > 1` listens on it and
+    the kernel hands each scrape to one of them: a scrape describes one worker, as on the API port.
+    """
+    settings: Settings = app.state.settings
+    if settings.metrics_port is None:
+        yield
+        return
+    registry: CollectorRegistry = app.state.metrics_registry
+    server = await asyncio.start_server(
+        lambda reader, writer: _serve_scrape(registry, reader, writer),
+        settings.host,
+        settings.metrics_port,
+        reuse_port=hasattr(socket, "SO_REUSEPORT"),
+    )
+    logger.info("metrics on http://%s:%d%s", settings.host, settings.metrics_port, METRICS_PATH)
+    try:
+        yield
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -15,7 +15,7 @@ from app.errors import exception_handlers
 from app.health import HealthController
 from app.inputs import StrictInputs, StrictRequest
 from app.lifespan import lifespan
-from app.metrics import install_metrics, metrics
+from app.metrics import install_metrics, metrics, metrics_port_server
 from app.middleware import RequestMiddleware
 from app.openapi import refine_openapi
 from app.users.controller import UserController
@@ -39,9 +39,15 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
     state = State({"settings": settings, "cache_backend": cache_backend})
     strict_inputs = StrictInputs()
     app = Litestar(
-        route_handlers=[UserController, HealthController, metrics, docs_assets],
+        # With METRICS_PORT set, /metrics is served only there (app.metrics.metrics_port_server), not here.
+        route_handlers=[
+            UserController,
+            HealthController,
+            docs_assets,
+            *([metrics] if settings.metrics_port is None else []),
+        ],
         dependencies=dependencies(state),
-        lifespan=[lifespan],
+        lifespan=[lifespan, metrics_port_server],
         state=state,
         exception_handlers=exception_handlers,
         request_class=StrictRequest,
@@ -61,5 +67,10 @@ def create_app(settings: Settings, *, cache_backend: CacheBackend | None = None)
     strict_inputs.index(app)
     http_metrics = install_metrics(app)  # a registry of this app's own
     # Outermost, around the router too, so 404s, 405s and path-type 400s also carry a request id and are counted.
-    app.asgi_handler = RequestMiddleware(app.asgi_handler, http_metrics)
+    app.asgi_handler = RequestMiddleware(
+        app.asgi_handler,
+        http_metrics,
+        max_in_flight=settings.max_in_flight,
+        retry_after=settings.overload_retry_after_seconds,
+    )
     return app

@@ -9,6 +9,7 @@ from app.cache.memory import MemoryBackend
 from app.cache.near import NearCache
 from app.cache.null import NullBackend
 from app.cache.redis import RedisBackend
+from app.cache.signing import EntrySigner
 from app.cache.stats import CacheStats
 from app.cache.typed import Cache
 
@@ -24,6 +25,7 @@ __all__ = (
     "CircuitBreakerBackend",
     "CoalescingBackend",
     "Entry",
+    "EntrySigner",
     "InvalidationBus",
     "MemoryBackend",
     "NearCache",

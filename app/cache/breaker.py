@@ -41,6 +41,12 @@ class CircuitBreakerBackend(CacheBackend):
     `CacheBackendError` at once. After `reset_timeout` seconds one call is let through as a probe: success
     closes the circuit, failure keeps it open for another `reset_timeout`. Only state changes are logged,
     so an outage writes two lines, not one per request.
+
+    The timeout measures the backend, not the event loop: when its timer fires late because the loop was busy
+    (an overloaded worker, a blocking call), the reply has most likely arrived in the meantime, so the call is
+    given `timeout` more instead of failing. Only a timer that fires on time ends the call as a backend failure;
+    a call that keeps running into a lagging loop ends at `MAX_STRETCH` times `timeout` as a plain
+    `CacheBackendError` that the breaker does not count (`lag_timeouts`), so overload alone never opens it.
     """
 
     __slots__ = (
@@ -50,6 +56,7 @@ class CircuitBreakerBackend(CacheBackend):
         "_probing",
         "failure_threshold",
         "inner",
+        "lag_timeouts",
         "last_error",
         "latency",
         "reset_timeout",
@@ -83,6 +90,8 @@ class CircuitBreakerBackend(CacheBackend):
         self._opened_at: float | None = None
         self._probing = False
         self.last_error: str | None = None
+        self.lag_timeouts = 0
+        """Calls that ran out of time while the event loop itself was late (not counted as backend failures)."""
         self.latency: dict[str, LatencyHistogram] = {
             op: LatencyHistogram() for op in ("get", "set", "set_if_newer", "delete", "ping")
         }
@@ -107,8 +116,11 @@ class CircuitBreakerBackend(CacheBackend):
             self._probing = probe = True
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.timeout):
-                result = await call()
+            result = await _within(self.timeout, call)
+        except _LoopLagTimeoutError as exc:
+            self.latency[operation].observe(time.perf_counter() - started)
+            self.lag_timeouts += 1  # the event loop was late, not Redis: the breaker does not count it
+            raise CacheBackendError(str(exc)) from exc
         except (CacheBackendError, TimeoutError) as exc:
             self.latency[operation].observe(time.perf_counter() - started)
             self._on_failure(exc)
@@ -157,8 +169,10 @@ class CircuitBreakerBackend(CacheBackend):
     async def ping(self) -> None:
         """Ping the backend directly, bypassing an open circuit; a success closes it."""
         try:
-            async with asyncio.timeout(self.timeout):
-                await self.inner.ping()
+            await _within(self.timeout, self.inner.ping)
+        except _LoopLagTimeoutError as exc:
+            self.lag_timeouts += 1
+            raise CacheBackendError(str(exc)) from exc
         except (CacheBackendError, TimeoutError) as exc:
             self._on_failure(exc)
             raise CacheBackendError(self.last_error) from exc
@@ -166,3 +180,92 @@ class CircuitBreakerBackend(CacheBackend):
 
     async def close(self) -> None:  # noqa: D102
         await self.inner.close()
+
+
+MAX_STRETCH = 10
+"""A call whose timer keeps firing late (a lagging event loop) still ends after this many times its timeout."""
+
+LATE_FRACTION = 0.25
+"""A timer that fires more than this fraction of the timeout after its deadline found the event loop lagging."""
+
+
+class _LoopLagTimeoutError(TimeoutError):
+    """The call ran out of time, but the event loop was late each time the timer fired: not the backend's fault."""
+
+
+class _Deadline:
+    """A timer that cancels the current task, unless it fires late: then the loop, not the backend, was slow."""
+
+    __slots__ = (
+        "_cancelling",
+        "_handle",
+        "_limit",
+        "_loop",
+        "_task",
+        "_timeout",
+        "_tolerance",
+        "deadline",
+        "expired",
+        "lagged",
+    )
+
+    def __init__(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - only awaited from a task
+        self._loop = loop
+        self._task = task
+        self._timeout = timeout
+        self._tolerance = timeout * LATE_FRACTION
+        self._cancelling = task.cancelling()
+        now = loop.time()
+        self._limit = now + timeout * MAX_STRETCH
+        self.deadline = now + timeout
+        self.expired = False
+        self.lagged = False
+        self._handle = loop.call_at(self.deadline, self._fire)
+
+    def _fire(self) -> None:
+        now = self._loop.time()
+        late = now - self.deadline
+        if late > self._tolerance:
+            self.lagged = True
+            if now < self._limit:
+                # Whatever arrived while the loop was blocked is being delivered now: give it `timeout` more.
+                self.deadline = min(now + self._timeout, self._limit)
+                self._handle = self._loop.call_at(self.deadline, self._fire)
+                return
+        else:
+            self.lagged = False
+        self.expired = True
+        self._task.cancel()
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+    def timed_out(self) -> bool:
+        """After a `CancelledError`: whether this deadline caused it (and not someone cancelling the task)."""
+        return self.expired and self._task.uncancel() <= self._cancelling
+
+
+async def _within(seconds: float, call: Callable[[], Awaitable[T]]) -> T:
+    """Await `call()` for at most `seconds` of backend time (see `CircuitBreakerBackend`).
+
+    Raises:
+        TimeoutError: The deadline passed while the loop was on time.
+        _LoopLagTimeoutError: The deadline passed `MAX_STRETCH` times over while the loop was late.
+    """
+    deadline = _Deadline(seconds)
+    try:
+        return await call()
+    except asyncio.CancelledError:
+        if deadline.timed_out():
+            if deadline.lagged:
+                lag = (asyncio.get_running_loop().time() - deadline.deadline) * 1000
+                raise _LoopLagTimeoutError(
+                    f"event loop lagging ({lag:.0f} ms late), not counted against the backend"
+                ) from None
+            raise TimeoutError from None
+        raise
+    finally:
+        deadline.cancel()

@@ -50,10 +50,13 @@ def key_encoder_for(key_type: type[K]) -> Callable[[K], str]:
         raise TypeError(f"no key encoder for {key_type!r}: pass key_encoder=") from None
 
 
-def schema_fingerprint(value_type: Any) -> str:
-    """Return 8 hex digits that change whenever `value_type`'s msgspec schema (or `ENTRY_FORMAT`) changes."""
+def schema_fingerprint(value_type: Any, layout: bytes = b"") -> str:
+    """Return 8 hex digits that change whenever `value_type`'s msgspec schema changes.
+
+    `ENTRY_FORMAT` and `layout` (the rest of the entry layout, such as a signature tag) go into it too.
+    """
     schema = msgspec.json.encode(msgspec.json.schema(value_type), order="sorted")
-    return hashlib.blake2b(ENTRY_FORMAT + schema, digest_size=4).hexdigest()
+    return hashlib.blake2b(ENTRY_FORMAT + layout + schema, digest_size=4).hexdigest()
 
 
 class ValueCodec(Generic[V]):
@@ -61,12 +64,12 @@ class ValueCodec(Generic[V]):
 
     __slots__ = ("_decoder", "_encoder", "fingerprint", "value_type")
 
-    def __init__(self, value_type: type[V]) -> None:
-        """Build the codec for `value_type` (any type msgspec supports)."""
+    def __init__(self, value_type: type[V], layout: bytes = b"") -> None:
+        """Build the codec for `value_type` (any type msgspec supports); `layout` goes into the fingerprint."""
         self.value_type = value_type
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder: msgspec.msgpack.Decoder[V] = msgspec.msgpack.Decoder(value_type)
-        self.fingerprint = schema_fingerprint(value_type)
+        self.fingerprint = schema_fingerprint(value_type, layout)
 
     def encode(self, value: V) -> bytes:
         """Encode one value."""

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from app.cache.backend import CacheBackend
     from app.cache.invalidation import InvalidationBus
+    from app.cache.signing import EntrySigner
     from app.cache.stats import CacheStats
 
 __all__ = ("CacheHealth", "CacheManager", "CacheSpec")
@@ -79,6 +80,7 @@ class CacheManager:
         "near_max_entries",
         "near_ttl",
         "prefix",
+        "signer",
     )
 
     def __init__(
@@ -95,6 +97,7 @@ class CacheManager:
         near_ttl: float = 5.0,
         near_max_entries: int = 10_000,
         clock: Callable[[], float] = time.time,
+        signer: EntrySigner | None = None,
     ) -> None:
         """Take ownership of `backend` and `bus` (they are closed by `close()`).
 
@@ -110,6 +113,7 @@ class CacheManager:
             near_ttl: Seconds a near-cache entry lives at most.
             near_max_entries: Size bound of each near cache.
             clock: Wall-clock seconds for soft TTLs; tests inject their own.
+            signer: Sign every cache's entries (`CACHE_SIGNING_KEY`); `None` stores them unsigned.
         """
         self.backend = backend
         self.prefix = prefix
@@ -122,6 +126,7 @@ class CacheManager:
         self.near_ttl = near_ttl
         self.near_max_entries = near_max_entries
         self.clock = clock
+        self.signer = signer
         self._caches: dict[str, tuple[CacheSpec[Any, Any], Cache[Any, Any]]] = {}
 
     def cache(self, spec: CacheSpec[K, V]) -> Cache[K, V]:
@@ -155,6 +160,7 @@ class CacheManager:
             near=near,
             bus=self.bus,
             clock=self.clock,
+            signer=self.signer,
         )
         self._caches[spec.namespace] = (spec, cache)
         return cache

@@ -14,6 +14,7 @@ import msgspec
 
 from app.cache.backend import CacheBackendError, Entry, entry_header
 from app.cache.codec import ValueCodec, key_encoder_for
+from app.cache.signing import SIGNED_LAYOUT
 from app.cache.stats import CacheStats
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from app.cache.backend import CacheBackend
     from app.cache.invalidation import InvalidationBus
     from app.cache.near import NearCache
+    from app.cache.signing import EntrySigner
 
 __all__ = ("Cache",)
 
@@ -94,6 +96,7 @@ class Cache(Generic[K, V]):
         "_load_seconds",
         "_near",
         "_refreshing",
+        "_signer",
         "_tasks",
         "early_refresh",
         "jitter",
@@ -123,6 +126,7 @@ class Cache(Generic[K, V]):
         near: NearCache | None = None,
         bus: InvalidationBus | None = None,
         clock: Callable[[], float] = time.time,
+        signer: EntrySigner | None = None,
     ) -> None:
         """Create a typed cache. `CacheManager.cache` is the usual way to get one.
 
@@ -146,6 +150,9 @@ class Cache(Generic[K, V]):
             near: An in-process near cache (L1) in front of the backend; only correct with a `bus`.
             bus: Publishes this cache's writes so other processes drop them from their near caches.
             clock: Wall-clock seconds for soft TTLs (shared between processes); tests inject their own.
+            signer: Tag every entry with a keyed MAC and treat an entry whose tag does not verify as undecodable
+                (deleted, counted in `decode_errors`, a miss), so whoever can write to Redis but lacks the key
+                cannot make the service serve, hide or pin anything.
         """
         if ttl <= 0:
             raise ValueError("ttl must be positive")
@@ -154,7 +161,8 @@ class Cache(Generic[K, V]):
         if stale_ttl < 0 or early_refresh < 0:
             raise ValueError("stale_ttl and early_refresh must not be negative")
         self._backend = backend
-        self._codec = ValueCodec(value_type)
+        self._codec = ValueCodec(value_type, SIGNED_LAYOUT if signer is not None else b"")
+        self._signer = signer
         self._entry_decoder: msgspec.msgpack.Decoder[_Stored[V]] = msgspec.msgpack.Decoder(
             cast("Any", _Stored)[value_type]
         )
@@ -206,9 +214,12 @@ class Cache(Generic[K, V]):
                 fresh_until_ms = int((self._clock() + ttl) * 1000)
                 ttl += self.stale_ttl
             data = entry_header(version, fresh_until_ms, present=True) + self._codec.encode(value)
-        return Entry(self.key(key), data, max(1, int(ttl * 1000)))
+        backend_key = self.key(key)
+        if self._signer is not None:
+            data = self._signer.sign(backend_key, data)
+        return Entry(backend_key, data, max(1, int(ttl * 1000)))
 
-    def _unpack(self, data: bytes, now: float) -> tuple[_Status, V | None]:
+    def _unpack(self, data: bytes | memoryview, now: float) -> tuple[_Status, V | None]:
         stored = self._entry_decoder.decode(data)
         value = stored.value
         if value is msgspec.UNSET:
@@ -268,12 +279,13 @@ class Cache(Generic[K, V]):
         results: list[tuple[_Status, V | None]] = []
         append = results.append
         corrupt: list[str] = []
+        signer = self._signer
         for n, data in enumerate(raw):
             if data is None:
                 append(_MISS_RESULT)
                 continue
             try:
-                append(unpack(data, now))
+                append(unpack(data if signer is None else signer.verify(backend_keys[n], data), now))
             except (msgspec.DecodeError, ValueError):
                 corrupt.append(backend_keys[n])
                 append(_MISS_RESULT)

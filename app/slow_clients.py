@@ -1,0 +1,81 @@
+"""Read timeouts uvicorn lacks: a connection that does not send a request's headers (or body) in time is closed.
+
+uvicorn (0.54) bounds only the idle time between requests (`timeout_keep_alive`, armed after a response): a
+connection that never sends a byte, or sends half a request line and stops, is kept open forever, and so is a
+request whose body stops arriving. `TimedHttpToolsProtocol` adds the two timers on top of uvicorn's httptools
+protocol; granian has the header timeout built in (`HTTP1Settings.header_read_timeout`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import TYPE_CHECKING, Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+__all__ = ("TimedHttpToolsProtocol", "uvicorn_protocol")
+
+
+class TimedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header read timeout and a body read timeout.
+
+    - Header timeout: armed when the connection opens and when a new request begins on a kept-alive one; a
+      connection whose request headers are not complete when it fires is closed.
+    - Body timeout: armed when the headers are complete; a request whose body is not complete when it fires is
+      dropped: the connection is closed and the application's `receive()` answers `http.disconnect`.
+    """
+
+    def __init__(self, *args: Any, header_timeout: float, body_timeout: float, **kwargs: Any) -> None:
+        """Take uvicorn's arguments, and the two timeouts in seconds."""
+        super().__init__(*args, **kwargs)
+        self._header_timeout = header_timeout
+        self._body_timeout = body_timeout
+        self._read_timer: asyncio.TimerHandle | None = None
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._read_timer = self.loop.call_later(seconds, self._read_timed_out)
+
+    def _disarm(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # noqa: D102
+        super().connection_made(transport)
+        self._arm(self._header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:  # noqa: D102
+        super().on_message_begin()
+        if self._read_timer is None:  # the first request keeps the deadline armed when the connection opened
+            self._arm(self._header_timeout)
+
+    def on_headers_complete(self) -> None:  # noqa: D102
+        super().on_headers_complete()
+        self._arm(self._body_timeout)
+
+    def on_message_complete(self) -> None:  # noqa: D102
+        self._disarm()
+        super().on_message_complete()
+
+
+def uvicorn_protocol(settings: Settings) -> functools.partial[TimedHttpToolsProtocol]:
+    """The `http=` argument of `uvicorn.run`: the protocol with the settings' timeouts (picklable for workers)."""
+    return functools.partial(
+        TimedHttpToolsProtocol,
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+    )
