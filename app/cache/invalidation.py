@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ("InvalidationBus",)
 
-logger = logging.getLogger("app.cache")
+logger = logging.getLogger(__name__)
 
 _KEY_SEPARATOR = "\n"
 
