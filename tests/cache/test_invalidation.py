@@ -37,6 +37,12 @@ def near_with(*keys: str) -> NearCache:
     return near
 
 
+async def close_promptly(bus: InvalidationBus) -> None:
+    """Close `bus`, failing the test rather than hanging it if the listener does not stop."""
+    async with asyncio.timeout(10):
+        await bus.close()
+
+
 @pytest.fixture
 async def open_bus(redis_server: RedisServer) -> AsyncIterator[BusFactory]:
     """Build started buses on the test's server, each with a client of its own; all closed at the end."""
@@ -47,7 +53,7 @@ async def open_bus(redis_server: RedisServer) -> AsyncIterator[BusFactory]:
             client = Redis.from_url(redis_server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
             stack.push_async_callback(client.aclose)
             bus = InvalidationBus(client, channel, ping_interval=ping_interval)
-            stack.push_async_callback(bus.close)
+            stack.push_async_callback(close_promptly, bus)
             if start:
                 bus.start()
             return bus
@@ -176,3 +182,54 @@ async def test_a_healthy_subscription_stays_up(open_bus: BusFactory, caplog: pyt
         await asyncio.sleep(0.02)
     assert near.get("k") == "v"  # never cleared by a reconnect
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("outage", ["stopped", "stalled"])
+async def test_close_stops_the_listener_during_an_outage(
+    open_bus: BusFactory, redis_server: RedisServer, outage: str
+) -> None:
+    bus = open_bus(ping_interval=0.2)
+    await wait_for(bus.connected.is_set)
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+    if outage == "stopped":
+        redis_server.stop()
+    else:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        await wait_for(lambda: not bus.connected.is_set())
+        await asyncio.sleep(0.3)  # somewhere in its reconnect loop
+        started = time.monotonic()
+        await close_promptly(bus)
+        assert time.monotonic() - started < 5.0
+        assert bus._task is None
+    finally:
+        if outage == "stalled":
+            os.kill(pid, signal.SIGCONT)
+
+
+async def test_close_lets_a_cancellation_of_its_caller_through(open_bus: BusFactory) -> None:
+    bus = open_bus()
+    await wait_for(bus.connected.is_set)
+    near = near_with()
+    bus.attach(near)
+    closing = asyncio.ensure_future(bus.close())
+    await asyncio.sleep(0)  # close() is now waiting for the listener to stop
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert not near.enabled  # turned off all the same
+
+
+async def test_a_closed_bus_can_start_again(open_bus: BusFactory) -> None:
+    bus = open_bus()
+    await wait_for(bus.connected.is_set)
+    await close_promptly(bus)
+    assert not bus.connected.is_set()
+    bus.start()
+    await wait_for(bus.connected.is_set)
+    near = near_with("k")
+    bus.attach(near)
+    near.put("k", "v", near.epoch)
+    assert await bus.publish(["k"])
+    await wait_for(lambda: near.get("k") is None)
