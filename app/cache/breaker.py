@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ("BreakerState", "CircuitBreakerBackend")
 
-logger = logging.getLogger("app.cache")
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

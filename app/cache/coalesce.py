@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from typing_extensions import override
+
 from app.cache.backend import CacheBackend, CacheBackendError
 
 if TYPE_CHECKING:
@@ -40,7 +42,8 @@ class CoalescingBackend(CacheBackend):
         """The wrapped backend's name."""
         return self.inner.name
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:  # noqa: D102
+    @override
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         pending = self._pending
         if pending is not None:
             future: asyncio.Future[list[bytes | None]] = asyncio.get_running_loop().create_future()
@@ -77,17 +80,22 @@ class CoalescingBackend(CacheBackend):
             if not future.done():
                 future.set_exception(error)
 
-    async def set_many(self, entries: Sequence[Entry]) -> None:  # noqa: D102
+    @override
+    async def set_many(self, entries: Sequence[Entry]) -> None:
         await self.inner.set_many(entries)
 
-    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:  # noqa: D102
+    @override
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
         return await self.inner.set_many_if_newer(entries, versions)
 
-    async def delete_many(self, keys: Sequence[str]) -> None:  # noqa: D102
+    @override
+    async def delete_many(self, keys: Sequence[str]) -> None:
         await self.inner.delete_many(keys)
 
-    async def ping(self) -> None:  # noqa: D102
+    @override
+    async def ping(self) -> None:
         await self.inner.ping()
 
-    async def close(self) -> None:  # noqa: D102
+    @override
+    async def close(self) -> None:
         await self.inner.close()

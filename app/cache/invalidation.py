@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ("InvalidationBus",)
 
-logger = logging.getLogger("app.cache")
+logger = logging.getLogger(__name__)
 
 _KEY_SEPARATOR = "\n"
 
@@ -32,7 +32,17 @@ class InvalidationBus:
     again, so a missed invalidation can never leave a stale entry behind.
     """
 
-    __slots__ = ("_client", "_near", "_task", "channel", "connected", "ping_interval", "published", "received")
+    __slots__ = (
+        "_client",
+        "_near",
+        "_stopping",
+        "_task",
+        "channel",
+        "connected",
+        "ping_interval",
+        "published",
+        "received",
+    )
 
     def __init__(self, client: Redis | RedisCluster, channel: str, *, ping_interval: float = 1.0) -> None:
         """Use `client` (not closed by the bus) to publish and subscribe on `channel`."""
@@ -41,6 +51,7 @@ class InvalidationBus:
         self.ping_interval = ping_interval
         self._near: list[NearCache] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.connected = asyncio.Event()
         self.published = 0
         self.received = 0
@@ -62,16 +73,23 @@ class InvalidationBus:
     def start(self) -> None:
         """Start listening in the background."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._run(), name="cache-invalidation-bus")
 
     async def close(self) -> None:
         """Stop listening; near caches are turned off."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self._set_connected(False)
+        task, self._task = self._task, None
+        try:
+            if task is not None:
+                # The flag ends the loops even if redis-py swallows the cancellation somewhere; `wait` (unlike
+                # awaiting the task under `suppress(CancelledError)`) lets a cancellation of the caller through.
+                self._stopping = True
+                task.cancel()
+                await asyncio.wait({task})
+                if not task.cancelled():
+                    task.result()
+        finally:
+            self._set_connected(False)
 
     def _set_connected(self, connected: bool) -> None:
         if connected == self.connected.is_set():
@@ -90,7 +108,7 @@ class InvalidationBus:
 
     async def _run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping:
             try:
                 await self._listen()
             except (RedisError, OSError, TimeoutError) as exc:
@@ -108,7 +126,7 @@ class InvalidationBus:
             await pubsub.subscribe(self.channel)  # pyright: ignore[reportUnknownMemberType]
             last_seen = time.monotonic()
             last_ping = 0.0
-            while True:
+            while not self._stopping:
                 message = await pubsub.get_message(timeout=self.ping_interval / 2)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
                 now = time.monotonic()
                 if message is not None:

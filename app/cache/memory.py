@@ -6,6 +6,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from typing_extensions import override
+
 from app.cache.backend import CacheBackend, stored_version
 
 if TYPE_CHECKING:
@@ -59,16 +61,19 @@ class MemoryBackend(CacheBackend):
         while len(self._data) > self.max_entries:
             self._data.popitem(last=False)
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:  # noqa: D102
+    @override
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         now = self._clock()
         return [self._get(key, now) for key in keys]
 
-    async def set_many(self, entries: Sequence[Entry]) -> None:  # noqa: D102
+    @override
+    async def set_many(self, entries: Sequence[Entry]) -> None:
         now = self._clock()
         for entry in entries:
             self._put(entry, now)
 
-    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:  # noqa: D102
+    @override
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
         now = self._clock()
         written: list[bool] = []
         for entry, version in zip(entries, versions, strict=True):
@@ -79,12 +84,15 @@ class MemoryBackend(CacheBackend):
             written.append(ok)
         return written
 
-    async def delete_many(self, keys: Sequence[str]) -> None:  # noqa: D102
+    @override
+    async def delete_many(self, keys: Sequence[str]) -> None:
         for key in keys:
             self._data.pop(key, None)
 
-    async def ping(self) -> None:  # noqa: D102
+    @override
+    async def ping(self) -> None:
         return None
 
-    async def close(self) -> None:  # noqa: D102
+    @override
+    async def close(self) -> None:
         self._data.clear()

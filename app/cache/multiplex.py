@@ -21,7 +21,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 import hiredis
-from redis.asyncio.connection import RedisSSLContext, parse_url
+from redis.asyncio import ConnectionPool, SSLConnection
 
 if TYPE_CHECKING:
     import ssl
@@ -176,11 +176,12 @@ class MultiplexedConnection:
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.5) -> MultiplexedConnection:
         """Parse a `redis://`, `rediss://` or `unix://` URL the way redis-py does."""
-        options = cast("dict[str, Any]", parse_url(url))
+        # redis-py's public URL parsing (a pool connects only when used) and its TLS settings from ssl_* options.
+        pool = ConnectionPool.from_url(url)  # pyright: ignore[reportUnknownMemberType]
+        options = pool.connection_kwargs
         ssl_context = None
-        if url.startswith("rediss://"):
-            ssl_options = {key.removeprefix("ssl_"): value for key, value in options.items() if key.startswith("ssl_")}
-            ssl_context = cast("ssl.SSLContext", RedisSSLContext(**ssl_options).get())  # pyright: ignore[reportUnknownMemberType]
+        if issubclass(pool.connection_class, SSLConnection):
+            ssl_context = cast("ssl.SSLContext", SSLConnection(**options).ssl_context.get())  # pyright: ignore[reportUnknownMemberType]
         return cls(
             options.get("host", "127.0.0.1"),
             int(options.get("port", 6379)),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from typing_extensions import override
+
 from app.cache.backend import CacheBackend
 
 if TYPE_CHECKING:
@@ -21,20 +23,26 @@ class NullBackend(CacheBackend):
 
     name = "none"
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:  # noqa: D102
+    @override
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [None] * len(keys)
 
-    async def set_many(self, entries: Sequence[Entry]) -> None:  # noqa: D102
+    @override
+    async def set_many(self, entries: Sequence[Entry]) -> None:
         return None
 
-    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:  # noqa: D102
+    @override
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
         return [True] * len(entries)
 
-    async def delete_many(self, keys: Sequence[str]) -> None:  # noqa: D102
+    @override
+    async def delete_many(self, keys: Sequence[str]) -> None:
         return None
 
-    async def ping(self) -> None:  # noqa: D102
+    @override
+    async def ping(self) -> None:
         return None
 
-    async def close(self) -> None:  # noqa: D102
+    @override
+    async def close(self) -> None:
         return None

@@ -10,6 +10,7 @@ from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from typing_extensions import override
 
 from app.cache.backend import HEADER_SIZE, CacheBackend, CacheBackendError
 from app.cache.multiplex import MultiplexedConnection, RedisReplyError
@@ -143,7 +144,8 @@ class RedisBackend(CacheBackend):
         """The underlying client (for pub/sub and tests)."""
         return self._client
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:  # noqa: D102
+    @override
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
         with _translate_errors():
@@ -164,7 +166,8 @@ class RedisBackend(CacheBackend):
                 results: list[list[bytes | None]] = await pipe.execute()
             return [value for chunk_values in results for value in chunk_values]
 
-    async def set_many(self, entries: Sequence[Entry]) -> None:  # noqa: D102
+    @override
+    async def set_many(self, entries: Sequence[Entry]) -> None:
         if not entries:
             return
         with _translate_errors():
@@ -174,7 +177,8 @@ class RedisBackend(CacheBackend):
                         pipe.set(entry.key, entry.value, px=entry.ttl_ms)  # pyright: ignore[reportUnknownMemberType]
                     await pipe.execute()
 
-    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:  # noqa: D102
+    @override
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
         if not entries:
             return []
         written: list[bool] = []
@@ -199,7 +203,8 @@ class RedisBackend(CacheBackend):
                 written.extend(bool(result) for result in results)
         return written
 
-    async def delete_many(self, keys: Sequence[str]) -> None:  # noqa: D102
+    @override
+    async def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:
             return
         with _translate_errors():
@@ -208,11 +213,13 @@ class RedisBackend(CacheBackend):
                     pipe.unlink(key)  # pyright: ignore[reportUnknownMemberType]
                 await pipe.execute()
 
-    async def ping(self) -> None:  # noqa: D102
+    @override
+    async def ping(self) -> None:
         with _translate_errors():
             await self._client.ping()  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
 
-    async def close(self) -> None:  # noqa: D102
+    @override
+    async def close(self) -> None:
         if self._reads is not None:
             await self._reads.close()
         if self._owns_client:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from typing_extensions import override
+
 from app.cache.backend import CacheBackend, CacheBackendError
 
 if TYPE_CHECKING:
@@ -43,25 +45,31 @@ class FaultyBackend(CacheBackend):
         if self.failing:
             raise CacheBackendError(f"injected fault in {operation}")
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:  # noqa: D102
+    @override
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         await self._enter("get_many")
         return await self.inner.get_many(keys)
 
-    async def set_many(self, entries: Sequence[Entry]) -> None:  # noqa: D102
+    @override
+    async def set_many(self, entries: Sequence[Entry]) -> None:
         await self._enter("set_many")
         await self.inner.set_many(entries)
 
-    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:  # noqa: D102
+    @override
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
         await self._enter("set_many_if_newer")
         return await self.inner.set_many_if_newer(entries, versions)
 
-    async def delete_many(self, keys: Sequence[str]) -> None:  # noqa: D102
+    @override
+    async def delete_many(self, keys: Sequence[str]) -> None:
         await self._enter("delete_many")
         await self.inner.delete_many(keys)
 
-    async def ping(self) -> None:  # noqa: D102
+    @override
+    async def ping(self) -> None:
         await self._enter("ping")
         await self.inner.ping()
 
-    async def close(self) -> None:  # noqa: D102
+    @override
+    async def close(self) -> None:
         await self.inner.close()

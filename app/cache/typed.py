@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ("Cache",)
 
-logger = logging.getLogger("app.cache")
+logger = logging.getLogger(__name__)
 
 K = TypeVar("K")
 V = TypeVar("V")
