@@ -36,13 +36,13 @@ class Domain:
 
     Example:
         ```python
-        NOTES = Domain(
-            name="notes",
-            controllers=[NoteController],
-            caches=[NOTE_BY_ID],
-            provides={"note_service": NoteService},
-            services=lambda db, caches: {"note_service": NoteService(db, caches.cache(NOTE_BY_ID))},
-            migrations=Migrations("app.notes.migrations"),
+        ORDERS = Domain(
+            name="orders",
+            controllers=[OrderController],
+            caches=[ORDER_BY_ID],
+            provides={"order_service": OrderService},
+            services=lambda db, caches: {"order_service": OrderService(db, caches.cache(ORDER_BY_ID))},
+            migrations=Migrations("app.orders.migrations"),
         )
         ```
     """
