@@ -69,3 +69,8 @@ class Domain:
     """Request bodies with `forbid_unknown_fields`: published with `additionalProperties: false`."""
     refine_openapi: OpenAPIRefinement | None = None
     """Further corrections of the domain's schemas in the OpenAPI document."""
+
+    def __post_init__(self) -> None:
+        """Refuse a declaration that provides names without a factory to build them."""
+        if self.provides and self.services is None:
+            raise ValueError(f"domain {self.name!r} provides {sorted(self.provides)} but has no services factory")

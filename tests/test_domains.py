@@ -99,7 +99,9 @@ async def test_one_sqlite_writer_serialises_every_domains_writes(sqlite_path: st
 def test_domains_and_provided_names_are_unique() -> None:
     with pytest.raises(ValueError, match="unique"):
         create_app(Settings(), domains=[USERS, USERS])
-    copy = Domain(name="users-again", provides={"user_service": object})
+    with pytest.raises(ValueError, match="no services factory"):
+        Domain(name="orders", provides={"order_service": object})
+    copy = Domain(name="users-again", provides={"user_service": object}, services=lambda db, manager: {})
     with pytest.raises(ValueError, match="user_service"):
         create_app(Settings(), domains=[USERS, copy])
 
