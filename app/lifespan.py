@@ -207,6 +207,21 @@ def _use_database(app: Litestar, domains: Sequence[Domain], database: Database) 
             app.state[name] = value
 
 
+def _start_caches(app: Litestar, settings: Settings, domains: Sequence[Domain], stack: AsyncExitStack) -> CacheManager:
+    """Build and start the cache manager with every domain's typed caches, on `app.state`; closed by `stack`.
+
+    The one place the application's caches are set up (the cache plugin is to replace it).
+    """
+    manager = build_cache_manager(settings, app.state.get("cache_backend"))
+    stack.push_async_callback(manager.close)
+    manager.start()
+    for domain in domains:
+        for spec in domain.caches:
+            manager.cache(spec)
+    app.state.cache_manager = manager
+    return manager
+
+
 @asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncGenerator[None]:
     """Create the cache manager, the database and every domain's objects over them (on `app.state`); close in reverse.
@@ -219,13 +234,7 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None]:
     domains: Sequence[Domain] = app.state.domains
     started = time.monotonic()
     async with AsyncExitStack() as stack:
-        manager = build_cache_manager(settings, app.state.get("cache_backend"))
-        stack.push_async_callback(manager.close)
-        manager.start()
-        for domain in domains:
-            for spec in domain.caches:
-                manager.cache(spec)
-        app.state.cache_manager = manager
+        manager = _start_caches(app, settings, domains, stack)
         database = await connect_database(settings, domains, first_attempt_only=True, started=started)
         connecting = database is None
         if database is None:
