@@ -61,17 +61,20 @@ class HealthController(Controller):
     async def ready(
         self, state: State, cache_manager: Injected[CacheManager], database: Injected[Database]
     ) -> Response[Readiness]:
-        """Answer 200 while the database answers (within `DATABASE_READY_TIMEOUT_MS`); the cache never fails this."""
+        """Answer 200 while the database answers and every domain's checks pass (within `DATABASE_READY_TIMEOUT_MS`).
+
+        The cache never fails this.
+        """
         checks = [(name, check) for domain in state.domains for name, check in domain.readiness.items()]
-        failed = ""
+        running = ""  # the domain check under way, named in the error if it fails
         try:
             async with asyncio.timeout(state.settings.database_ready_timeout_ms / 1000):
                 await database.ping()
-                for failed, check in checks:  # noqa: B007 - `failed` names the check that raised
+                for running, check in checks:  # noqa: B007 - read in the handler below
                     await check(database)
             status = DatabaseHealth(backend=database.name, status="ok")
         except Exception as exc:  # noqa: BLE001 - any database failure means not ready
-            error = f"{failed}: {type(exc).__name__}" if failed else type(exc).__name__
+            error = f"{running}: {type(exc).__name__}" if running else type(exc).__name__
             status = DatabaseHealth(backend=database.name, status="down", error=error)
         ready = status.status == "ok"
         body = Readiness(status="ready" if ready else "not_ready", database=status, cache=await cache_manager.health())
