@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.openapi import ResponseSpec
 from litestar.types.internal_types import PathParameterDefinition
 
-from app.users.repository import DatabaseUnavailableError
+from app.db import DatabaseUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -10,8 +10,8 @@ from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 
 from app.cache import CacheHealth, CacheManager
-from app.deps import Injected
-from app.users.repository import UserRepository
+from app.db import Database
+from app.di import Injected
 
 __all__ = ("DatabaseHealth", "HealthController", "Liveness", "Readiness")
 
@@ -23,12 +23,13 @@ class Liveness(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DatabaseHealth(msgspec.Struct, frozen=True, kw_only=True):
-    """Whether the database answers."""
+    """Whether the database answers, and every domain's readiness checks pass."""
 
     backend: str
     status: str
     """`ok` or `down`."""
     error: str | None = None
+    """What failed: the exception's type, after `check-name: ` when a domain's check failed."""
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,17 +59,23 @@ class HealthController(Controller):
         responses={503: ResponseSpec(data_container=Readiness, description="The database does not answer")},
     )
     async def ready(
-        self, state: State, cache_manager: Injected[CacheManager], user_repository: Injected[UserRepository]
+        self, state: State, cache_manager: Injected[CacheManager], database: Injected[Database]
     ) -> Response[Readiness]:
-        """Answer 200 while the database answers (within `DATABASE_READY_TIMEOUT_MS`); the cache never fails this."""
+        """Answer 200 while the database answers and every domain's checks pass (within `DATABASE_READY_TIMEOUT_MS`).
+
+        The cache never fails this.
+        """
+        checks = [(name, check) for domain in state.domains for name, check in domain.readiness.items()]
+        running = ""  # the domain check under way, named in the error if it fails
         try:
             async with asyncio.timeout(state.settings.database_ready_timeout_ms / 1000):
-                await user_repository.ping()
-            database = DatabaseHealth(backend=user_repository.name, status="ok")
+                await database.ping()
+                for running, check in checks:  # noqa: B007 - read in the handler below
+                    await check(database)
+            status = DatabaseHealth(backend=database.name, status="ok")
         except Exception as exc:  # noqa: BLE001 - any database failure means not ready
-            database = DatabaseHealth(backend=user_repository.name, status="down", error=type(exc).__name__)
-        ready = database.status == "ok"
-        body = Readiness(
-            status="ready" if ready else "not_ready", database=database, cache=await cache_manager.health()
-        )
+            error = f"{running}: {type(exc).__name__}" if running else type(exc).__name__
+            status = DatabaseHealth(backend=database.name, status="down", error=error)
+        ready = status.status == "ok"
+        body = Readiness(status="ready" if ready else "not_ready", database=status, cache=await cache_manager.health())
         return Response(body, status_code=200 if ready else 503)

@@ -1,4 +1,7 @@
-"""Open and close everything that holds a connection: the cache backend, the manager, the database."""
+"""Open and close everything that holds a connection: the cache backend and manager, the database.
+
+Between the two, every domain's objects are built over them and put on `app.state`.
+"""
 
 from __future__ import annotations
 
@@ -21,22 +24,25 @@ from app.cache import (
     RedisBackend,
 )
 from app.config import redact_url
-from app.users.caches import UserCaches
-from app.users.postgres import PostgresUserRepository
-from app.users.repository import UnavailableRepository
-from app.users.service import UserService
-from app.users.sqlite import SQLiteUserRepository
+from app.db import UnavailableDatabase, dialect_of, migrate, open_database
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable
+    from collections.abc import AsyncGenerator, Callable, Sequence
 
     from litestar import Litestar
 
     from app.cache import CacheBackend
     from app.config import Settings
-    from app.users.repository import UserRepository
+    from app.db import Database
+    from app.domain import Domain
 
-__all__ = ("EXIT_DATABASE_UNREACHABLE", "build_cache_manager", "connect_repository", "lifespan", "open_repository")
+__all__ = (
+    "EXIT_DATABASE_UNREACHABLE",
+    "build_cache_manager",
+    "connect_database",
+    "lifespan",
+    "open_migrated_database",
+)
 
 logger = logging.getLogger("app")
 
@@ -84,25 +90,21 @@ _MAX_ATTEMPT_SECONDS = 10.0
 _MAX_BACKOFF_SECONDS = 5.0
 
 
-async def open_repository(settings: Settings, *, connect_timeout: float = 10.0) -> UserRepository:
-    """Open the user repository the settings describe, migrated and (optionally) seeded."""
-    path = settings.sqlite_path
-    if path is None:
-        assert settings.database_url is not None  # noqa: S101 - sqlite_path is None only for other URLs
-        return await PostgresUserRepository.open(
-            settings.database_url,
-            seed=settings.seed_sample_users,
-            operation_timeout=settings.database_timeout_ms / 1000,
-            acquire_timeout=settings.database_acquire_timeout_ms / 1000,
-            connect_timeout=connect_timeout,
+async def open_migrated_database(
+    settings: Settings, domains: Sequence[Domain], *, connect_timeout: float = 10.0
+) -> Database:
+    """Open the database the settings describe, apply every domain's migrations and (optionally) seeds."""
+    database = await open_database(settings, connect_timeout=connect_timeout)
+    try:
+        await migrate(
+            database,
+            [(domain.name, domain.migrations) for domain in domains if domain.migrations is not None],
+            [domain.seed for domain in domains if domain.seed is not None] if settings.seed_sample_users else (),
         )
-    return await SQLiteUserRepository.open(
-        path, seed=settings.seed_sample_users, busy_timeout_ms=settings.database_timeout_ms
-    )
-
-
-def _database_name(settings: Settings) -> str:
-    return "sqlite" if settings.sqlite_path is not None else "postgresql"
+    except BaseException:
+        await database.close()
+        raise
+    return database
 
 
 def _describe_failure(settings: Settings, exc: BaseException) -> str:
@@ -117,20 +119,21 @@ def _database_url(settings: Settings) -> str:
     return redact_url(settings.database_url) if settings.database_url else f"sqlite:///{settings.sqlite_path}"
 
 
-async def connect_repository(
-    settings: Settings, *, first_attempt_only: bool = False, started: float | None = None
-) -> UserRepository | None:
-    """Open the repository, retrying with backoff until `DATABASE_CONNECT_TIMEOUT_SECONDS` after `started`.
+async def connect_database(
+    settings: Settings, domains: Sequence[Domain], *, first_attempt_only: bool = False, started: float | None = None
+) -> Database | None:
+    """Open and migrate the database, retrying with backoff until `DATABASE_CONNECT_TIMEOUT_SECONDS` after `started`.
 
     Logs one WARNING line per failed attempt naming `DATABASE_URL` (password redacted) and the reason.
 
     Args:
         settings: The application settings.
+        domains: Whose migrations and seeds to apply.
         first_attempt_only: Try once (bounded by a short timeout) and return `None` on failure.
         started: When start-up began (`time.monotonic()`); default now.
 
     Returns:
-        The open repository, or `None` when the deadline passed (or the one attempt failed).
+        The open database, or `None` when the deadline passed (or the one attempt failed).
     """
     started = time.monotonic() if started is None else started
     deadline = started + settings.database_connect_timeout_seconds
@@ -142,7 +145,7 @@ async def connect_repository(
         bound = _FIRST_ATTEMPT_SECONDS if first_attempt_only else min(_MAX_ATTEMPT_SECONDS, max(remaining, 0.5))
         try:
             async with asyncio.timeout(bound):
-                return await open_repository(settings, connect_timeout=bound)
+                return await open_migrated_database(settings, domains, connect_timeout=bound)
         except Exception as exc:  # any failure to connect is retried until the deadline
             current = asyncio.current_task()
             if current is not None and current.cancelling():
@@ -175,9 +178,9 @@ def _exit_process() -> None:
     os._exit(EXIT_DATABASE_UNREACHABLE)
 
 
-async def _connect_in_background(app: Litestar, settings: Settings, started: float) -> None:
-    repository = await connect_repository(settings, started=started)
-    if repository is None:
+async def _connect_in_background(app: Litestar, settings: Settings, domains: Sequence[Domain], started: float) -> None:
+    database = await connect_database(settings, domains, started=started)
+    if database is None:
         logger.error(
             "database: no connection to DATABASE_URL=%s within DATABASE_CONNECT_TIMEOUT_SECONDS=%gs; exiting",
             _database_url(settings),
@@ -186,47 +189,66 @@ async def _connect_in_background(app: Litestar, settings: Settings, started: flo
         on_unreachable: Callable[[], None] = app.state.get("on_database_unreachable") or _exit_process
         on_unreachable()
         return
-    _use_repository(app, repository)
+    _use_database(app, domains, database)
     logger.info("ready: %s", settings.describe())
 
 
-def _use_repository(app: Litestar, repository: UserRepository) -> None:
-    app.state.user_repository = repository
-    app.state.user_service.repository = repository
+def _use_database(app: Litestar, domains: Sequence[Domain], database: Database) -> None:
+    """Put `database` and every domain's objects over it on `app.state`, where the providers read them."""
+    manager: CacheManager = app.state.cache_manager
+    app.state.database = database
+    for domain in domains:
+        if domain.services is None:
+            continue
+        provided = domain.services(database, manager)
+        if provided.keys() != domain.provides.keys():
+            raise TypeError(
+                f"domain {domain.name!r}: services returned {sorted(provided)}, not {sorted(domain.provides)}"
+            )
+        for name, value in provided.items():
+            app.state[name] = value
+
+
+def _start_caches(app: Litestar, settings: Settings, domains: Sequence[Domain], stack: AsyncExitStack) -> CacheManager:
+    """Build and start the cache manager with every domain's typed caches, on `app.state`; closed by `stack`.
+
+    The one place the application's caches are set up (the cache plugin is to replace it).
+    """
+    manager = build_cache_manager(settings, app.state.get("cache_backend"))
+    stack.push_async_callback(manager.close)
+    manager.start()
+    for domain in domains:
+        for spec in domain.caches:
+            manager.cache(spec)
+    app.state.cache_manager = manager
+    return manager
 
 
 @asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncGenerator[None]:
-    """Create the cache manager, the repository and the service over them (on `app.state`); close in reverse order.
+    """Create the cache manager, the database and every domain's objects over them (on `app.state`); close in reverse.
 
     The first database connection is tried once before serving. If it fails, start-up completes anyway (so
     `/health/live` answers), database-bound requests answer 503, and a background task retries with backoff
     for `DATABASE_CONNECT_TIMEOUT_SECONDS`; after that the process exits with one line and status 3.
     """
     settings: Settings = app.state.settings
+    domains: Sequence[Domain] = app.state.domains
     started = time.monotonic()
     async with AsyncExitStack() as stack:
-        manager = build_cache_manager(settings, app.state.get("cache_backend"))
-        stack.push_async_callback(manager.close)
-        manager.start()
-        repository = await connect_repository(settings, first_attempt_only=True, started=started)
-        connecting = repository is None
-        if repository is None:
-            repository = UnavailableRepository(_database_name(settings), "connecting to the database")
+        manager = _start_caches(app, settings, domains, stack)
+        database = await connect_database(settings, domains, first_attempt_only=True, started=started)
+        connecting = database is None
+        if database is None:
+            database = UnavailableDatabase(dialect_of(settings), "connecting to the database")
 
-        async def close_repository() -> None:
-            await app.state.user_repository.close()
+        async def close_database() -> None:
+            await app.state.database.close()
 
-        stack.push_async_callback(close_repository)
-        caches = UserCaches.of(manager)
-        app.state.cache_manager = manager
-        app.state.user_caches = caches
-        app.state.user_repository = repository
-        app.state.user_service = UserService(
-            repository=repository, user_by_id=caches.by_id, id_by_uuid=caches.id_by_uuid, uuid_by_id=caches.uuid_by_id
-        )
+        stack.push_async_callback(close_database)
+        _use_database(app, domains, database)
         if connecting:
-            task = asyncio.create_task(_connect_in_background(app, settings, started))
+            task = asyncio.create_task(_connect_in_background(app, settings, domains, started))
 
             async def stop_connecting() -> None:
                 task.cancel()

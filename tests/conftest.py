@@ -207,8 +207,8 @@ def postgres_database(postgres_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def postgres_url(postgres_database: str) -> str:
-    """The run's database, emptied: the next repository to open it migrates and seeds it afresh."""
-    await _admin(postgres_database, "DROP TABLE IF EXISTS users, schema_migrations")
+    """The run's database, emptied of every domain's tables: the next app to open it migrates and seeds it afresh."""
+    await _admin(postgres_database, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
     return postgres_database
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import JSONBody, Parameter
 
-from app.deps import Injected
+from app.di import Injected
 from app.errors import BadRequestError, problem_responses
 from app.users.models import (
     INT64_MAX,

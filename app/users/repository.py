@@ -1,23 +1,26 @@
-"""The `UserRepository` interface; implementations live in `sqlite.py` and `postgres.py`."""
+"""`UserRepository`: the users' queries over the shared database layer (SQLite or PostgreSQL alike)."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from uuid import UUID
+from uuid import UUID, uuid4
+
+from app.db import UniqueViolationError
+from app.users.models import User
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from app.users.models import User
+    from app.db import Database, Row, Transaction
 
 __all__ = (
     "SAMPLE_USERS",
     "UPDATABLE_COLUMNS",
-    "DatabaseUnavailableError",
     "DuplicateEmailError",
-    "UnavailableRepository",
     "UserRepository",
+    "seed_sample_users",
+    "users_table_answers",
 )
 
 UPDATABLE_COLUMNS = frozenset({"first_name", "last_name", "email"})
@@ -43,52 +46,101 @@ SAMPLE_USERS: tuple[tuple[UUID, str, str, str], ...] = tuple(
 )
 """The ten users a new database is seeded with: ids 1-10, UUIDs 550e8400-e29b-41d4-a716-4466554400NN."""
 
+_COLUMNS = "id, uuid, first_name, last_name, email, version, created_at, updated_at"
+_INSERT = (
+    "INSERT INTO users (uuid, first_name, last_name, email, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)"
+)
+
 
 class DuplicateEmailError(Exception):
     """Another user already has this email (compared case-insensitively)."""
 
 
-class DatabaseUnavailableError(Exception):
-    """The database did not answer (down, restarting, hung, locked or timed out): worth retrying later.
-
-    A write that raises this may or may not have committed.
-    """
-
-    def __init__(self, reason: str) -> None:
-        """`reason` says what happened, without secrets (it is logged)."""
-        super().__init__(reason)
-        self.reason = reason
+async def seed_sample_users(tx: Transaction) -> None:
+    """Insert `SAMPLE_USERS` into an empty `users` table."""
+    if not await tx.fetchval("SELECT EXISTS (SELECT 1 FROM users)"):
+        now = datetime.now(UTC)
+        await tx.executemany(_INSERT, [(uuid, first, last, email, now) for uuid, first, last, email in SAMPLE_USERS])
 
 
-class UserRepository(ABC):
-    """Users in a database: the source of truth behind the caches.
+async def users_table_answers(db: Database) -> None:
+    """Raise unless the `users` table can be read (readiness)."""
+    await db.fetchval("SELECT 1 FROM users LIMIT 1")
+
+
+class UserRepository:
+    """Users in the database: the source of truth behind the caches.
 
     Every method raises `DatabaseUnavailableError` when the database does not answer in time.
     """
 
-    __slots__ = ()
+    __slots__ = ("db",)
 
-    name: str = "database"
+    def __init__(self, db: Database) -> None:
+        """Query `db`."""
+        self.db = db
 
-    @abstractmethod
+    def _user(self, row: Row) -> User:
+        dialect = self.db.dialect
+        return User(
+            id=row[0],
+            uuid=dialect.uuid(row[1]),
+            first_name=row[2],
+            last_name=row[3],
+            email=row[4],
+            version=row[5],
+            created_at=dialect.timestamp(row[6]),
+            updated_at=dialect.timestamp(row[7]),
+        )
+
+    def _optional(self, row: Row | None) -> User | None:
+        return None if row is None else self._user(row)
+
     async def get_many_by_id(self, ids: Sequence[int]) -> dict[int, User]:
-        """Return the users that exist among `ids`, in one query."""
+        """Return the users that exist among `ids`, in one query (per 900 ids on SQLite)."""
+        query = f"SELECT {_COLUMNS} FROM users WHERE id = ANY($1)"  # noqa: S608 - constant columns
+        rows = await self.db.fetch_any(query, list(dict.fromkeys(ids)), sql_type="bigint")
+        return {user.id: user for user in map(self._user, rows)}
 
-    @abstractmethod
     async def get_many_by_uuid(self, uuids: Sequence[UUID]) -> dict[UUID, User]:
-        """Return the users that exist among `uuids`, in one query."""
+        """Return the users that exist among `uuids`, in one query (per 900 UUIDs on SQLite)."""
+        query = f"SELECT {_COLUMNS} FROM users WHERE uuid = ANY($1)"  # noqa: S608 - constant columns
+        rows = await self.db.fetch_any(query, list(dict.fromkeys(uuids)), sql_type="uuid")
+        return {user.uuid: user for user in map(self._user, rows)}
 
-    @abstractmethod
+    async def get_by_id(self, user_id: int) -> User | None:
+        """Return one user by id."""
+        return (await self.get_many_by_id([user_id])).get(user_id)
+
+    async def get_by_uuid(self, user_uuid: UUID) -> User | None:
+        """Return one user by UUID."""
+        return (await self.get_many_by_uuid([user_uuid])).get(user_uuid)
+
     async def list_page(self, *, limit: int, offset: int) -> tuple[list[User], int]:
         """Return one page of users ordered by id, and the total count."""
+        rows = await self.db.fetch(
+            f"SELECT {_COLUMNS}, count(*) OVER () FROM users ORDER BY id LIMIT $1 OFFSET $2",  # noqa: S608
+            limit,
+            offset,
+        )
+        if rows or offset == 0:
+            return [self._user(row) for row in rows], rows[0][8] if rows else 0
+        return [], await self.db.fetchval("SELECT count(*) FROM users")
 
-    @abstractmethod
     async def create(self, *, first_name: str, last_name: str, email: str) -> User:
         """Insert a user with a new id and a random UUID, at version 1.
 
         Raises:
             DuplicateEmailError: The email is taken.
         """
+        try:
+            row = await self.db.write(
+                f"{_INSERT} RETURNING {_COLUMNS}", uuid4(), first_name, last_name, email, datetime.now(UTC)
+            )
+        except UniqueViolationError as exc:
+            raise DuplicateEmailError(email) from exc
+        assert row is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
+        return self._user(row)
 
     async def update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
         """Apply `changes` (column to value), increment the version; `None` if there is no such user.
@@ -99,66 +151,15 @@ class UserRepository(ABC):
         """
         if not changes.keys() <= UPDATABLE_COLUMNS:
             raise ValueError(f"not updatable: {sorted(changes.keys() - UPDATABLE_COLUMNS)}")
-        return await self._update(user_id, changes)
+        assignments = "".join(f"{column} = ${n}, " for n, column in enumerate(changes, start=3))
+        query = (
+            f"UPDATE users SET {assignments}version = version + 1, updated_at = $2 WHERE id = $1 RETURNING {_COLUMNS}"  # noqa: S608 - allow-listed columns
+        )
+        try:
+            return self._optional(await self.db.write(query, user_id, datetime.now(UTC), *changes.values()))
+        except UniqueViolationError as exc:
+            raise DuplicateEmailError(changes.get("email", "")) from exc
 
-    @abstractmethod
-    async def _update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
-        """`update` after the columns were checked: they are safe to interpolate into SQL."""
-
-    @abstractmethod
     async def delete(self, user_id: int) -> User | None:
         """Delete a user and return the deleted row, or `None` if there was none."""
-
-    @abstractmethod
-    async def ping(self) -> None:
-        """Raise unless the database answers."""
-
-    @abstractmethod
-    async def close(self) -> None:
-        """Close connections. Idempotent."""
-
-    async def get_by_id(self, user_id: int) -> User | None:
-        """Return one user by id."""
-        return (await self.get_many_by_id([user_id])).get(user_id)
-
-    async def get_by_uuid(self, user_uuid: UUID) -> User | None:
-        """Return one user by UUID."""
-        return (await self.get_many_by_uuid([user_uuid])).get(user_uuid)
-
-
-class UnavailableRepository(UserRepository):
-    """Stands in while the first connection is being made: every call raises `DatabaseUnavailableError`."""
-
-    __slots__ = ("name", "reason")
-
-    def __init__(self, name: str, reason: str = "not connected yet") -> None:
-        """Report `name` as the backend and `reason` in every error."""
-        self.name = name
-        self.reason = reason
-
-    def _raise(self) -> DatabaseUnavailableError:
-        return DatabaseUnavailableError(self.reason)
-
-    async def get_many_by_id(self, ids: Sequence[int]) -> dict[int, User]:  # noqa: D102
-        raise self._raise()
-
-    async def get_many_by_uuid(self, uuids: Sequence[UUID]) -> dict[UUID, User]:  # noqa: D102
-        raise self._raise()
-
-    async def list_page(self, *, limit: int, offset: int) -> tuple[list[User], int]:  # noqa: D102
-        raise self._raise()
-
-    async def create(self, *, first_name: str, last_name: str, email: str) -> User:  # noqa: D102
-        raise self._raise()
-
-    async def _update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
-        raise self._raise()
-
-    async def delete(self, user_id: int) -> User | None:  # noqa: D102
-        raise self._raise()
-
-    async def ping(self) -> None:  # noqa: D102
-        raise self._raise()
-
-    async def close(self) -> None:  # noqa: D102
-        return
+        return self._optional(await self.db.write(f"DELETE FROM users WHERE id = $1 RETURNING {_COLUMNS}", user_id))  # noqa: S608

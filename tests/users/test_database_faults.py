@@ -25,9 +25,12 @@ import httpx
 import pytest
 
 from app.config import Settings
+from app.db import DatabaseUnavailableError
+from app.db.postgres import PostgresDatabase
+from app.domains import DOMAINS
+from app.lifespan import open_migrated_database
 from app.server import create_app
-from app.users.postgres import PostgresUserRepository
-from app.users.repository import DatabaseUnavailableError
+from app.users.repository import UserRepository
 from tests.asgi import concurrent_client
 from tests.servers import PostgresServer, docker_available, free_port
 
@@ -275,18 +278,19 @@ async def test_restart_and_hang_under_write_load_answer_no_500_and_lose_no_ackno
 
 
 async def test_a_read_is_retried_once_and_a_write_never(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    repository = await PostgresUserRepository.open(postgres_url)
+    db = await open_migrated_database(Settings(database_url=postgres_url), DOMAINS)
+    repository = UserRepository(db)
     try:
-        attempt = PostgresUserRepository._attempt  # pyright: ignore[reportPrivateUsage]
+        attempt = PostgresDatabase._attempt  # pyright: ignore[reportPrivateUsage]
         failures: list[int] = []
 
-        async def fail_first(self: PostgresUserRepository, operation: Any) -> Any:
+        async def fail_first(self: PostgresDatabase, operation: Any) -> Any:
             if not failures:
                 failures.append(1)
                 raise ConnectionResetError("connection reset by peer")
             return await attempt(self, operation)
 
-        monkeypatch.setattr(PostgresUserRepository, "_attempt", fail_first)
+        monkeypatch.setattr(PostgresDatabase, "_attempt", fail_first)
         user = await repository.get_by_id(1)
         assert user is not None
         assert user.first_name == "Ada"
@@ -297,4 +301,4 @@ async def test_a_read_is_retried_once_and_a_write_never(postgres_url: str, monke
             await repository.update(1, {"first_name": "Twice"})
         assert (await repository.get_by_id(1)).first_name == "Ada"  # type: ignore[union-attr]
     finally:
-        await repository.close()
+        await db.close()

@@ -9,17 +9,18 @@ from uuid import UUID
 import pytest
 
 from app.config import Settings
-from app.lifespan import open_repository
+from app.domains import DOMAINS
+from app.lifespan import open_migrated_database
 from app.users.repository import SAMPLE_USERS, DuplicateEmailError, UserRepository
 
 
 @pytest.fixture
 async def repository(database_url: str) -> AsyncIterator[UserRepository]:
-    repo = await open_repository(Settings(database_url=database_url))
+    db = await open_migrated_database(Settings(database_url=database_url), DOMAINS)
     try:
-        yield repo
+        yield UserRepository(db)
     finally:
-        await repo.close()
+        await db.close()
 
 
 async def test_seeded_with_the_sample_users(repository: UserRepository) -> None:
@@ -30,9 +31,9 @@ async def test_seeded_with_the_sample_users(repository: UserRepository) -> None:
 
 
 async def test_reopening_does_not_migrate_or_seed_twice(repository: UserRepository, database_url: str) -> None:
-    again = await open_repository(Settings(database_url=database_url))
+    again = await open_migrated_database(Settings(database_url=database_url), DOMAINS)
     try:
-        assert (await again.list_page(limit=1, offset=0))[1] == 10
+        assert (await UserRepository(again).list_page(limit=1, offset=0))[1] == 10
     finally:
         await again.close()
 
@@ -112,4 +113,4 @@ async def test_concurrent_updates_each_get_their_own_version(repository: UserRep
 
 
 async def test_ping(repository: UserRepository) -> None:
-    await repository.ping()
+    await repository.db.ping()

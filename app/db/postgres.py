@@ -1,0 +1,195 @@
+"""`Database` on PostgreSQL (asyncpg pool): bounded waits, dead connections dropped, reads retried once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+
+from app.db.base import Database, Row, Transaction
+from app.db.dialect import POSTGRESQL, Dialect
+from app.db.errors import DatabaseUnavailableError, UniqueViolationError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection = PoolConnectionProxy[Any]
+
+__all__ = ("UNAVAILABLE_ERRORS", "PostgresDatabase")
+
+logger = logging.getLogger("app.database")
+
+T = TypeVar("T")
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,
+    asyncpg.InterfaceError,  # the connection is closed, or was left mid-operation
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.OperatorInterventionError,  # class 57: admin shutdown, cannot connect now, query canceled
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+)
+"""Errors that mean "the database did not answer", not "the request was wrong": they become 503."""
+
+_ANY = "= ANY($1)"
+
+
+class _PostgresTransaction(Transaction):
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
+        return list(await self._conn.fetch(query, *args))
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._conn.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> None:
+        await self._conn.execute(query, *args)
+
+    async def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(query, rows)
+
+    async def execute_script(self, sql: str) -> None:
+        await self._conn.execute(sql)
+
+
+class PostgresDatabase(Database):
+    """A pool of asyncpg connections, shared by every domain."""
+
+    __slots__ = ("_acquire_timeout", "_pool", "_timeout")
+
+    name = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool, *, timeout: float = 5.0, acquire_timeout: float = 2.0) -> None:
+        """Wrap an open pool (see `open`)."""
+        self._pool = pool
+        self._timeout = timeout
+        self._acquire_timeout = acquire_timeout
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        operation_timeout: float = 5.0,
+        acquire_timeout: float = 2.0,
+        connect_timeout: float = 10.0,
+    ) -> PostgresDatabase:
+        """Connect.
+
+        Args:
+            dsn: A `postgresql://` URL.
+            min_size: Connections opened at once.
+            max_size: Upper bound of the pool.
+            operation_timeout: Longest one operation may take (a hung server); the connection is then dropped.
+            acquire_timeout: Longest an operation waits for a connection from the pool (or a new one).
+            connect_timeout: Longest the first connection may take.
+        """
+        pool: asyncpg.Pool = await asyncio.wait_for(
+            asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, command_timeout=operation_timeout, timeout=connect_timeout
+            ),
+            connect_timeout,
+        )
+        return cls(pool, timeout=operation_timeout, acquire_timeout=acquire_timeout)
+
+    @property
+    def dialect(self) -> Dialect:  # noqa: D102
+        return POSTGRESQL
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncGenerator[Transaction]:  # noqa: D102
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PostgresTransaction(conn)
+
+    async def _run(self, operation: Callable[[Connection], Awaitable[T]], *, idempotent: bool) -> T:
+        """Run `operation` on a pooled connection within the time bounds; a read is retried once.
+
+        A connection that failed with the server (restart, hang, reset) is terminated, not returned to the pool.
+
+        Raises:
+            DatabaseUnavailableError: The database did not answer (after the retry, for a read).
+        """
+        try:
+            return await self._attempt(operation)
+        except UNAVAILABLE_ERRORS as exc:
+            if not idempotent:
+                raise DatabaseUnavailableError(_reason(exc)) from None
+            logger.info("database: retrying a read on a fresh connection after %s", _reason(exc))
+        try:
+            return await self._attempt(operation)
+        except UNAVAILABLE_ERRORS as exc:
+            raise DatabaseUnavailableError(_reason(exc)) from None
+
+    async def _attempt(self, operation: Callable[[Connection], Awaitable[T]]) -> T:
+        try:
+            conn: Connection = await self._pool.acquire(timeout=self._acquire_timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no connection within {self._acquire_timeout:g}s") from None
+        healthy = False
+        try:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    result = await operation(conn)
+            except TimeoutError:
+                raise TimeoutError(f"no answer within {self._timeout:g}s") from None
+            healthy = True
+            return result
+        except asyncpg.PostgresError as exc:
+            healthy = not isinstance(exc, UNAVAILABLE_ERRORS)  # e.g. a unique violation leaves it usable
+            raise
+        finally:
+            if not healthy:
+                conn.terminate()
+            await self._release(conn)
+
+    async def _release(self, conn: Connection) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._pool.release(conn)
+        except (*UNAVAILABLE_ERRORS, asyncio.CancelledError):
+            conn.terminate()
+            raise
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]:  # noqa: D102
+        return await self._run(lambda conn: conn.fetch(query, *args), idempotent=True)
+
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:  # noqa: D102
+        return await self._run(lambda conn: conn.fetchrow(query, *args), idempotent=True)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:  # noqa: D102
+        return await self._run(lambda conn: conn.fetchval(query, *args), idempotent=True)
+
+    async def fetch_any(self, query: str, values: Sequence[Any], *, sql_type: str) -> list[Row]:  # noqa: D102
+        if _ANY not in query:
+            raise ValueError(f"expected {_ANY!r} in {query!r}")
+        return await self.fetch(query.replace(_ANY, f"= ANY($1::{sql_type}[])"), list(values))
+
+    async def write(self, query: str, *args: Any) -> Row | None:  # noqa: D102
+        try:
+            return await self._run(lambda conn: conn.fetchrow(query, *args), idempotent=False)
+        except asyncpg.UniqueViolationError as exc:
+            raise UniqueViolationError(str(exc)) from exc
+
+    async def ping(self) -> None:  # noqa: D102
+        await self._run(lambda conn: conn.fetchval("SELECT 1"), idempotent=False)
+
+    async def close(self) -> None:  # noqa: D102
+        await self._pool.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """`ConnectionRefusedError: [Errno 111] Connect call failed ...`: what went wrong, on one line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,174 @@
+"""`Database` on SQLite (aiosqlite): one connection in WAL mode and the one writer lock every domain shares."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from contextlib import asynccontextmanager, contextmanager, suppress
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import aiosqlite
+
+from app.db.base import Database, Row, Transaction
+from app.db.dialect import SQLITE, Dialect
+from app.db.errors import DatabaseUnavailableError, UniqueViolationError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Generator, Sequence
+
+__all__ = ("SQLiteDatabase",)
+
+# SQLite's default limit on bound parameters is 999 on old builds.
+_MAX_PARAMS = 900
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+_ANY = "= ANY($1)"
+
+
+@lru_cache(maxsize=512)
+def _numbered(query: str) -> str:
+    """`$1` -> `?1`: SQLite's numbered placeholders take the same positional arguments as PostgreSQL's."""
+    return _PLACEHOLDER.sub(r"?\1", query)
+
+
+def _bind(value: Any) -> Any:
+    """What SQLite stores for a UUID (text) or a datetime (ISO 8601 text, which `Dialect.timestamp` reads back)."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _params(args: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(_bind(value) for value in args)
+
+
+@contextmanager
+def _unavailable_on_fault() -> Generator[None]:
+    """A locked or busy database, an I/O error, a full disk: `DatabaseUnavailableError` (503), not a 500."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise DatabaseUnavailableError(f"sqlite: {exc}") from None
+
+
+class _SQLiteTransaction(Transaction):
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
+        async with self._conn.execute(_numbered(query), _params(args)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self._conn.execute(_numbered(query), _params(args)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else row[0]
+
+    async def execute(self, query: str, *args: Any) -> None:
+        await self._conn.execute(_numbered(query), _params(args))
+
+    async def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(_numbered(query), [_params(row) for row in rows])
+
+    async def execute_script(self, sql: str) -> None:
+        # One statement at a time, inside the caller's transaction (`executescript` would commit first).
+        for statement in filter(str.strip, sql.split(";")):
+            await self._conn.execute(statement)
+
+
+class SQLiteDatabase(Database):
+    """One aiosqlite connection in WAL mode; writes (of every domain) are serialised by one lock."""
+
+    __slots__ = ("_conn", "_transaction", "_write_lock")
+
+    name = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        """Wrap an open connection (see `open`)."""
+        self._conn = conn
+        self._write_lock = asyncio.Lock()
+        self._transaction = _SQLiteTransaction(conn)
+
+    @classmethod
+    async def open(cls, path: str, *, busy_timeout_ms: int = 5000) -> SQLiteDatabase:
+        """Open (creating if needed) the database file.
+
+        Args:
+            path: A file path, or `:memory:`.
+            busy_timeout_ms: How long a statement waits for a lock another process holds; then 503.
+        """
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            await conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn)
+
+    @property
+    def dialect(self) -> Dialect:  # noqa: D102
+        return SQLITE
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncGenerator[Transaction]:  # noqa: D102
+        with _unavailable_on_fault():
+            async with self._write_lock:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._transaction
+                except BaseException:
+                    with suppress(sqlite3.OperationalError):  # SQLite may have rolled back already (I/O error)
+                        await self._conn.execute("ROLLBACK")
+                    raise
+                await self._conn.execute("COMMIT")
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]:  # noqa: D102
+        with _unavailable_on_fault():
+            return await self._transaction.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:  # noqa: D102
+        with _unavailable_on_fault():
+            async with self._conn.execute(_numbered(query), _params(args)) as cursor:
+                return await cursor.fetchone()
+
+    async def fetchval(self, query: str, *args: Any) -> Any:  # noqa: D102
+        with _unavailable_on_fault():
+            return await self._transaction.fetchval(query, *args)
+
+    async def fetch_any(self, query: str, values: Sequence[Any], *, sql_type: str) -> list[Row]:  # noqa: D102
+        head, any_, tail = query.partition(_ANY)
+        if not any_:
+            raise ValueError(f"expected {_ANY!r} in {query!r}")
+        rows: list[Row] = []
+        for start in range(0, len(values), _MAX_PARAMS):
+            chunk = values[start : start + _MAX_PARAMS]
+            marks = ",".join("?" * len(chunk))
+            rows.extend(await self.fetch(f"{head}IN ({marks}){tail}", *chunk))
+        return rows
+
+    async def write(self, query: str, *args: Any) -> Row | None:  # noqa: D102
+        try:
+            async with self.transaction(), self._conn.execute(_numbered(query), _params(args)) as cursor:
+                return await cursor.fetchone()
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise
+            raise UniqueViolationError(str(exc)) from exc
+
+    async def ping(self) -> None:  # noqa: D102
+        await self.fetchval("SELECT 1")
+
+    async def close(self) -> None:  # noqa: D102
+        await self._conn.close()

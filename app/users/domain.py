@@ -1,0 +1,55 @@
+"""The users domain, declared once: what `app/domains.py` lists and the application mounts."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+# Imported at run time: they become the providers' return annotations.
+from app.cache import Cache, CacheManager
+from app.db import Database, Migrations
+from app.domain import Domain
+from app.users.caches import ID_BY_UUID, USER_BY_ID, UUID_BY_ID, UserCaches
+from app.users.controller import UserController
+from app.users.models import User, UserCreate, UserLookup, UserUpdate
+from app.users.openapi import refine_user_schemas
+from app.users.repository import UserRepository, seed_sample_users, users_table_answers
+from app.users.service import UserService
+
+__all__ = ("USERS", "user_services")
+
+
+def user_services(db: Database, manager: CacheManager) -> dict[str, object]:
+    """The user caches, the repository over `db` and the service over both, by provider name."""
+    caches = UserCaches.of(manager)
+    repository = UserRepository(db)
+    service = UserService(
+        repository=repository, user_by_id=caches.by_id, id_by_uuid=caches.id_by_uuid, uuid_by_id=caches.uuid_by_id
+    )
+    return {
+        "user_caches": caches,
+        "user_by_id": caches.by_id,
+        "id_by_uuid": caches.id_by_uuid,
+        "user_repository": repository,
+        "user_service": service,
+    }
+
+
+USERS = Domain(
+    name="users",
+    controllers=[UserController],
+    caches=[USER_BY_ID, ID_BY_UUID, UUID_BY_ID],
+    provides={
+        "user_caches": UserCaches,
+        "user_by_id": Cache[int, User],
+        "id_by_uuid": Cache[UUID, int],
+        "user_repository": UserRepository,
+        "user_service": UserService,
+    },
+    services=user_services,
+    migrations=Migrations("app.users.migrations"),
+    seed=seed_sample_users,
+    readiness={"users": users_table_answers},
+    closed_bodies=[UserCreate, UserUpdate, UserLookup],
+    refine_openapi=refine_user_schemas,
+)
+"""Users by id, by UUID, in batches and pages, behind three typed caches."""

@@ -1,0 +1,1 @@
+"""The notes' SQL migrations, one folder per dialect."""

@@ -1,0 +1,5 @@
+CREATE TABLE notes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    text        TEXT    NOT NULL,
+    created_at  TEXT    NOT NULL
+);
