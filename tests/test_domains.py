@@ -66,7 +66,11 @@ async def test_the_test_domain_uses_its_typed_cache(notes_app: Litestar) -> None
 async def test_each_domain_records_its_migrations_under_its_name(notes_app: Litestar) -> None:
     async with concurrent_client(notes_app):
         rows = await notes_app.state.database.fetch("SELECT domain, name FROM schema_migrations ORDER BY domain")
-    assert [tuple(row) for row in rows] == [("notes", "0001_notes.sql"), ("users", "0001_users.sql")]
+    assert [tuple(row) for row in rows] == [
+        ("notes", "0001_notes.sql"),
+        ("outbox", "0001_cache_outbox.sql"),  # the database layer's own table (app.db.outbox)
+        ("users", "0001_users.sql"),
+    ]
 
 
 async def test_the_openapi_document_closes_the_test_domain_bodies(notes_app: Litestar) -> None:
@@ -151,8 +155,12 @@ async def test_an_existing_schema_migrations_keyed_by_file_name_is_upgraded(data
         users, total = await UserRepository(db).list_page(limit=10, offset=0)
     finally:
         await db.close()
-    assert [(row[0], row[1]) for row in rows] == [("notes", "0001_notes.sql"), ("users", "0001_users.sql")]
-    assert db.dialect.timestamp(rows[1][2]) == datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)  # kept, not re-applied
+    assert [(row[0], row[1]) for row in rows] == [
+        ("notes", "0001_notes.sql"),
+        ("outbox", "0001_cache_outbox.sql"),
+        ("users", "0001_users.sql"),
+    ]
+    assert db.dialect.timestamp(rows[2][2]) == datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)  # kept, not re-applied
     assert total == 1  # not re-created, not seeded over
     assert users[0].first_name == "Old"
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from app.db.dialect import Dialect
+    from app.db.outbox import Outbox
 
 __all__ = ("Database", "Row", "Transaction", "UnavailableDatabase")
 
@@ -86,8 +87,11 @@ class Database(ABC):
         """
 
     @abstractmethod
-    async def write(self, query: str, *args: Any) -> Row | None:
+    async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:
         """Run one writing statement in its own transaction; return its first row (`RETURNING`), if any.
+
+        With `outbox`, the cache invalidations it returns for that row (none when there is no row) are recorded
+        in the same transaction (`app.db.outbox`): the write commits with them or not at all.
 
         Raises:
             UniqueViolationError: The statement would break a unique constraint.
@@ -136,7 +140,7 @@ class UnavailableDatabase(Database):
     async def fetch_any(self, query: str, values: Sequence[Any], *, sql_type: str) -> list[Row]:  # noqa: D102
         raise self._raise()
 
-    async def write(self, query: str, *args: Any) -> Row | None:  # noqa: D102
+    async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:  # noqa: D102
         raise self._raise()
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:  # noqa: D102

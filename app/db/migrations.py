@@ -59,7 +59,10 @@ async def migrate(
         migrations: `(domain name, its migrations)`, in the order the domains are declared.
         seeds: Callables that fill empty tables (each checks for itself that it has something to do).
     """
+    from app.db.outbox import OUTBOX_MIGRATIONS  # noqa: PLC0415 - app.db.outbox imports this module
+
     dialect = db.dialect
+    migrations = [("outbox", OUTBOX_MIGRATIONS), *migrations]  # the database layer's own table comes first
     scripts = [(domain, name, sql) for domain, plan in migrations for name, sql in plan.load(dialect.name)]
     async with db.transaction() as tx:
         if dialect.name == "postgresql":

@@ -12,11 +12,14 @@ import asyncpg
 from app.db.base import Database, Row, Transaction
 from app.db.dialect import POSTGRESQL, Dialect
 from app.db.errors import DatabaseUnavailableError, UniqueViolationError
+from app.db.outbox import record_outbox
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
     from asyncpg.pool import PoolConnectionProxy
+
+    from app.db.outbox import Outbox
 
     Connection = PoolConnectionProxy[Any]
 
@@ -176,9 +179,18 @@ class PostgresDatabase(Database):
             raise ValueError(f"expected {_ANY!r} in {query!r}")
         return await self.fetch(query.replace(_ANY, f"= ANY($1::{sql_type}[])"), list(values))
 
-    async def write(self, query: str, *args: Any) -> Row | None:  # noqa: D102
+    async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:  # noqa: D102
+        async def with_outbox(conn: Connection) -> Row | None:
+            async with conn.transaction():
+                row = await conn.fetchrow(query, *args)
+                if outbox is not None and row is not None:
+                    await record_outbox(_PostgresTransaction(conn), outbox(row), postgresql=True)
+                return row
+
         try:
-            return await self._run(lambda conn: conn.fetchrow(query, *args), idempotent=False)
+            if outbox is None:
+                return await self._run(lambda conn: conn.fetchrow(query, *args), idempotent=False)
+            return await self._run(with_outbox, idempotent=False)
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolationError(str(exc)) from exc
 

@@ -17,9 +17,12 @@ import aiosqlite
 from app.db.base import Database, Row, Transaction
 from app.db.dialect import SQLITE, Dialect
 from app.db.errors import DatabaseUnavailableError, UniqueViolationError
+from app.db.outbox import record_outbox
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Generator, Sequence
+
+    from app.db.outbox import Outbox
 
 __all__ = ("SQLiteDatabase",)
 
@@ -158,10 +161,14 @@ class SQLiteDatabase(Database):
             rows.extend(await self.fetch(f"{head}IN ({marks}){tail}", *chunk))
         return rows
 
-    async def write(self, query: str, *args: Any) -> Row | None:  # noqa: D102
+    async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:  # noqa: D102
         try:
-            async with self.transaction(), self._conn.execute(_numbered(query), _params(args)) as cursor:
-                return await cursor.fetchone()
+            async with self.transaction() as tx:
+                async with self._conn.execute(_numbered(query), _params(args)) as cursor:
+                    row = await cursor.fetchone()
+                if outbox is not None and row is not None:
+                    await record_outbox(tx, outbox(row), postgresql=False)
+                return row
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" not in str(exc):
                 raise

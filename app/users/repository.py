@@ -10,9 +10,13 @@ from app.db import UniqueViolationError
 from app.users.models import User
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from app.db import Database, Row, Transaction
+    from app.db.outbox import OutboxRow
+
+    Invalidations = Callable[[User], Sequence[OutboxRow]]
+    """The cache invalidations a write of this user records in its transaction (`app.db.outbox`)."""
 
 __all__ = (
     "SAMPLE_USERS",
@@ -127,22 +131,37 @@ class UserRepository:
             return [self._user(row) for row in rows], rows[0][8] if rows else 0
         return [], await self.db.fetchval("SELECT count(*) FROM users")
 
-    async def create(self, *, first_name: str, last_name: str, email: str) -> User:
+    def _outbox(self, invalidations: Invalidations | None) -> Callable[[Row], Sequence[OutboxRow]] | None:
+        return None if invalidations is None else lambda row: invalidations(self._user(row))
+
+    async def create(
+        self, *, first_name: str, last_name: str, email: str, invalidations: Invalidations | None = None
+    ) -> User:
         """Insert a user with a new id and a random UUID, at version 1.
+
+        `invalidations` (in every write) names the outbox rows recorded in the write's transaction.
 
         Raises:
             DuplicateEmailError: The email is taken.
         """
         try:
             row = await self.db.write(
-                f"{_INSERT} RETURNING {_COLUMNS}", uuid4(), first_name, last_name, email, datetime.now(UTC)
+                f"{_INSERT} RETURNING {_COLUMNS}",
+                uuid4(),
+                first_name,
+                last_name,
+                email,
+                datetime.now(UTC),
+                outbox=self._outbox(invalidations),
             )
         except UniqueViolationError as exc:
             raise DuplicateEmailError(email) from exc
         assert row is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
         return self._user(row)
 
-    async def update(self, user_id: int, changes: Mapping[str, str]) -> User | None:
+    async def update(
+        self, user_id: int, changes: Mapping[str, str], *, invalidations: Invalidations | None = None
+    ) -> User | None:
         """Apply `changes` (column to value), increment the version; `None` if there is no such user.
 
         Raises:
@@ -156,10 +175,14 @@ class UserRepository:
             f"UPDATE users SET {assignments}version = version + 1, updated_at = $2 WHERE id = $1 RETURNING {_COLUMNS}"  # noqa: S608 - allow-listed columns
         )
         try:
-            return self._optional(await self.db.write(query, user_id, datetime.now(UTC), *changes.values()))
+            row = await self.db.write(
+                query, user_id, datetime.now(UTC), *changes.values(), outbox=self._outbox(invalidations)
+            )
+            return self._optional(row)
         except UniqueViolationError as exc:
             raise DuplicateEmailError(changes.get("email", "")) from exc
 
-    async def delete(self, user_id: int) -> User | None:
+    async def delete(self, user_id: int, *, invalidations: Invalidations | None = None) -> User | None:
         """Delete a user and return the deleted row, or `None` if there was none."""
-        return self._optional(await self.db.write(f"DELETE FROM users WHERE id = $1 RETURNING {_COLUMNS}", user_id))  # noqa: S608
+        query = f"DELETE FROM users WHERE id = $1 RETURNING {_COLUMNS}"  # noqa: S608 - constant columns
+        return self._optional(await self.db.write(query, user_id, outbox=self._outbox(invalidations)))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from app.db.outbox import OutboxRow
 from app.errors import ConflictError, NotFoundError
-from app.users.caches import TOMBSTONE_VERSION
+from app.users.caches import MAPPING_VERSION, TOMBSTONE_VERSION
 from app.users.models import UserBatch
 from app.users.repository import DuplicateEmailError
 
@@ -111,6 +112,26 @@ class UserService:
         return await self.repository.list_page(limit=limit, offset=offset)
 
     # -- writes -------------------------------------------------------------------------------------
+    # Each write records, in its own transaction, an outbox row for every cache key that could show the old
+    # state (`app.db.outbox`); every replica applies them (`app.cache.fence`), so the invalidation is durable
+    # before the write is acknowledged. The write-through below only makes it visible sooner.
+
+    def _created(self, user: User) -> list[OutboxRow]:
+        return [
+            OutboxRow(self.user_by_id.namespace, self.user_by_id.key_text(user.id), user.version, "create"),
+            OutboxRow(self.id_by_uuid.namespace, self.id_by_uuid.key_text(user.uuid), MAPPING_VERSION, "create"),
+            OutboxRow(self.uuid_by_id.namespace, self.uuid_by_id.key_text(user.id), MAPPING_VERSION, "create"),
+        ]
+
+    def _updated(self, user: User) -> list[OutboxRow]:
+        return [OutboxRow(self.user_by_id.namespace, self.user_by_id.key_text(user.id), user.version, "update")]
+
+    def _deleted(self, user: User) -> list[OutboxRow]:
+        return [
+            OutboxRow(self.user_by_id.namespace, self.user_by_id.key_text(user.id), user.version + 1, "delete"),
+            OutboxRow(self.id_by_uuid.namespace, self.id_by_uuid.key_text(user.uuid), TOMBSTONE_VERSION, "delete"),
+            OutboxRow(self.uuid_by_id.namespace, self.uuid_by_id.key_text(user.id), TOMBSTONE_VERSION, "delete"),
+        ]
 
     async def create(self, data: UserCreate) -> User:
         """Create a user and cache it under its id and UUID.
@@ -119,7 +140,9 @@ class UserService:
             ConflictError: The email is taken.
         """
         try:
-            user = await self.repository.create(first_name=data.first_name, last_name=data.last_name, email=data.email)
+            user = await self.repository.create(
+                first_name=data.first_name, last_name=data.last_name, email=data.email, invalidations=self._created
+            )
         except DuplicateEmailError:
             raise ConflictError(
                 f"A user with email {data.email!r} already exists", parameter="email", source="body"
@@ -142,7 +165,7 @@ class UserService:
         if not changes:
             return await self.get(user_id)
         try:
-            user = await self.repository.update(user_id, changes)
+            user = await self.repository.update(user_id, changes, invalidations=self._updated)
         except DuplicateEmailError:
             raise ConflictError(
                 f"A user with email {changes['email']!r} already exists", parameter="email", source="body"
@@ -158,7 +181,7 @@ class UserService:
         Raises:
             NotFoundError: No such user.
         """
-        user = await self.repository.delete(user_id)
+        user = await self.repository.delete(user_id, invalidations=self._deleted)
         if user is None:
             raise NotFoundError(f"No user with user_id {user_id}", parameter="user_id")
         await asyncio.gather(
