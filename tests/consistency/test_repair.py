@@ -53,7 +53,7 @@ async def test_a_load_that_read_before_a_failed_write_never_fills_after_the_repa
     assert await cache.get_or_load(7, _database_has(new)) == new
 
 
-def _database_has(row: Row):  # noqa: ANN202
+def _database_has(row: Row):
     async def load(_: int) -> Row:
         return row
 
