@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from app.cache.backend import CacheBackend, CacheBackendError, Entry
 from app.cache.breaker import BreakerState, CircuitBreakerBackend
 from app.cache.coalesce import CoalescingBackend
+from app.cache.fence import CacheFence, OutboxReader
 from app.cache.manager import CacheHealth, CacheManager, CacheSpec
 from app.cache.memory import MemoryBackend
 from app.cache.near import NearCache
@@ -30,6 +31,7 @@ __all__ = (
     "Cache",
     "CacheBackend",
     "CacheBackendError",
+    "CacheFence",
     "CacheHealth",
     "CacheManager",
     "CacheSpec",
@@ -42,6 +44,7 @@ __all__ = (
     "MemoryBackend",
     "NearCache",
     "NullBackend",
+    "OutboxReader",
     "RedisBackend",
 )
 

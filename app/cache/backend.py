@@ -24,9 +24,11 @@ _ARRAY_OF_3 = 0x93
 _ARRAY_OF_2 = 0x92
 _UINT64 = 0xCF
 
-ENTRY_FORMAT = b"entry-2"
+ENTRY_FORMAT = b"entry-3"
 """Names the layout `entry_header` describes. It is part of every cache key's fingerprint
-(`app.cache.codec.schema_fingerprint`), so a deploy that changes the layout reads none of the old entries."""
+(`app.cache.codec.schema_fingerprint`), so a deploy that changes the layout reads none of the old entries.
+`entry-3`: an absent entry with `fresh_until_ms` 1 is a fence marker (a miss), which `entry-2` readers would
+take for "absent"."""
 
 HEADER_SIZE = _HEADER.size
 """Bytes before the value in a stored entry (19)."""

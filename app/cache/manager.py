@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from app.cache.backend import CacheBackend
+    from app.cache.fence import CacheFence
     from app.cache.invalidation import InvalidationBus
     from app.cache.signing import EntrySigner
     from app.cache.stats import CacheStats
@@ -76,6 +77,7 @@ class CacheManager:
         "default_negative_ttl",
         "default_stale_ttl",
         "default_ttl",
+        "fence",
         "jitter",
         "near_max_entries",
         "near_ttl",
@@ -98,8 +100,9 @@ class CacheManager:
         near_max_entries: int = 10_000,
         clock: Callable[[], float] = time.time,
         signer: EntrySigner | None = None,
+        fence: CacheFence | None = None,
     ) -> None:
-        """Take ownership of `backend` and `bus` (they are closed by `close()`).
+        """Take ownership of `backend`, `bus` and `fence` (they are closed by `close()`).
 
         Args:
             backend: The backend every cache of this manager uses, usually a `CircuitBreakerBackend`.
@@ -114,6 +117,7 @@ class CacheManager:
             near_max_entries: Size bound of each near cache.
             clock: Wall-clock seconds for soft TTLs; tests inject their own.
             signer: Sign every cache's entries (`CACHE_SIGNING_KEY`); `None` stores them unsigned.
+            fence: The consistency fence every cache (and near cache) of this manager obeys (`app.cache.fence`).
         """
         self.backend = backend
         self.prefix = prefix
@@ -127,6 +131,7 @@ class CacheManager:
         self.near_max_entries = near_max_entries
         self.clock = clock
         self.signer = signer
+        self.fence = fence
         self._caches: dict[str, tuple[CacheSpec[Any, Any], Cache[Any, Any]]] = {}
 
     def cache(self, spec: CacheSpec[K, V]) -> Cache[K, V]:
@@ -161,7 +166,10 @@ class CacheManager:
             bus=self.bus,
             clock=self.clock,
             signer=self.signer,
+            fence=self.fence,
         )
+        if self.fence is not None:
+            self.fence.attach(cache, near)
         self._caches[spec.namespace] = (spec, cache)
         return cache
 
@@ -196,9 +204,13 @@ class CacheManager:
         """Start background work (the invalidation listener). Called by the lifespan."""
         if self.bus is not None:
             self.bus.start()
+        if self.fence is not None:
+            self.fence.start()
 
     async def close(self) -> None:
         """Stop background work and close the backend. Idempotent."""
+        if self.fence is not None:
+            await self.fence.close()
         if self.bus is not None:
             await self.bus.close()
         for _, cache in self._caches.values():

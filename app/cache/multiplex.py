@@ -25,7 +25,7 @@ from redis.asyncio import ConnectionPool, SSLConnection
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = ("MultiplexedConnection", "RedisReplyError")
 
@@ -134,7 +134,7 @@ def _retrieve_exception(future: asyncio.Future[Any]) -> None:
 class MultiplexedConnection:
     """A lazily opened Redis connection shared by all callers (see the module docstring)."""
 
-    __slots__ = ("_connecting", "_handshake", "_protocol", "_ssl", "_target", "timeout")
+    __slots__ = ("_connecting", "_handshake", "_protocol", "_ssl", "_target", "connects", "on_connect", "timeout")
 
     def __init__(
         self,
@@ -172,6 +172,11 @@ class MultiplexedConnection:
         self._handshake = handshake
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
+        self.connects = 0
+        """Connections opened so far: a Redis restart or failover always means a new one."""
+        self.on_connect: Callable[[], None] | None = None
+        """Called when a connection opens, before any reply read on it is handed out (the consistency fence's
+        `revoke`: what a new server holds is not trusted until it has been fenced)."""
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.5) -> MultiplexedConnection:
@@ -233,6 +238,9 @@ class MultiplexedConnection:
         except RedisReplyError:
             protocol.abort(ConnectionError("handshake refused"))
             raise
+        self.connects += 1
+        if self.on_connect is not None:
+            self.on_connect()
         self._protocol = protocol
         return protocol
 

@@ -22,9 +22,12 @@ class NearCache:
     `invalidate` for every key any process writes, and turns the near cache off (`enabled = False`, which
     also clears it) whenever its subscription is down. `epoch` counts invalidations, so a reader that
     fetched a value from the backend before an invalidation does not put it in the near cache after it.
+
+    `trusted_until` is the consistency fence's deadline (`app.cache.fence`, on the same monotonic clock): past
+    it, nothing is answered from here, whatever the entries' own lifetimes.
     """
 
-    __slots__ = ("_clock", "_data", "_enabled", "epoch", "max_entries", "ttl")
+    __slots__ = ("_clock", "_data", "_enabled", "epoch", "max_entries", "trusted_until", "ttl")
 
     def __init__(
         self, *, max_entries: int = 10_000, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
@@ -36,6 +39,7 @@ class NearCache:
         self._data: OrderedDict[str, tuple[Any, float]] = OrderedDict()
         self._enabled = False
         self.epoch = 0
+        self.trusted_until = float("inf")
 
     @property
     def enabled(self) -> bool:
@@ -51,12 +55,15 @@ class NearCache:
         return len(self._data)
 
     def get(self, key: str) -> Any | None:
-        """Return the stored item, or `None` if there is none (or it expired, or the cache is off)."""
+        """Return the stored item, or `None` if there is none (or it expired, the cache is off or untrusted)."""
         item = self._data.get(key)
         if item is None:
             return None
-        if item[1] <= self._clock():
+        now = self._clock()
+        if item[1] <= now:
             del self._data[key]
+            return None
+        if now >= self.trusted_until:
             return None
         return item[0]
 

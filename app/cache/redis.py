@@ -140,6 +140,11 @@ class RedisBackend(CacheBackend):
         return cls(client, chunk_size=chunk_size, owns_client=True)
 
     @property
+    def reads(self) -> MultiplexedConnection | None:
+        """The multiplexed read connection (standalone Redis), if there is one."""
+        return self._reads
+
+    @property
     def client(self) -> Redis | RedisCluster:
         """The underlying client (for pub/sub and tests)."""
         return self._client

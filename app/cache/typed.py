@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
     from app.cache.backend import CacheBackend
+    from app.cache.fence import CacheFence
     from app.cache.invalidation import InvalidationBus
     from app.cache.near import NearCache
     from app.cache.signing import EntrySigner
@@ -34,6 +35,12 @@ V = TypeVar("V")
 
 _MAX_DIRTY = 10_000
 """Keys remembered after failed writes; beyond this the oldest are forgotten."""
+
+_FENCED = 1
+"""`fresh_until_ms` of a fence marker: an "absent" entry that reads as a miss. Its version still makes the
+compare-and-set refuse older values, so a load that read the database before a write cannot fill after it."""
+
+_monotonic = time.monotonic
 
 
 class _Stored(msgspec.Struct, Generic[V], array_like=True):
@@ -91,6 +98,7 @@ class Cache(Generic[K, V]):
         "_dirty",
         "_encode_key",
         "_entry_decoder",
+        "_fence",
         "_inflight",
         "_key_prefix",
         "_load_seconds",
@@ -127,6 +135,7 @@ class Cache(Generic[K, V]):
         bus: InvalidationBus | None = None,
         clock: Callable[[], float] = time.time,
         signer: EntrySigner | None = None,
+        fence: CacheFence | None = None,
     ) -> None:
         """Create a typed cache. `CacheManager.cache` is the usual way to get one.
 
@@ -153,6 +162,7 @@ class Cache(Generic[K, V]):
             signer: Tag every entry with a keyed MAC and treat an entry whose tag does not verify as undecodable
                 (deleted, counted in `decode_errors`, a miss), so whoever can write to Redis but lacks the key
                 cannot make the service serve, hide or pin anything.
+            fence: The consistency fence: while it is not trusted, reads bypass the cache (`app.cache.fence`).
         """
         if ttl <= 0:
             raise ValueError("ttl must be positive")
@@ -170,7 +180,8 @@ class Cache(Generic[K, V]):
         self._key_prefix = f"{prefix}:{namespace}:{self._codec.fingerprint}:"
         self._inflight: dict[K, asyncio.Future[V | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._dirty: dict[str, float] = {}
+        self._dirty: dict[str, tuple[float, int]] = {}
+        """Backend key -> (deadline, version the failed write carried; 0 for a delete)."""
         self._refreshing: set[K] = set()
         self.namespace = namespace
         self.ttl = ttl
@@ -182,6 +193,7 @@ class Cache(Generic[K, V]):
         self._near = near
         self._bus = bus
         self._clock = clock
+        self._fence = fence
         self._load_seconds = 0.05  # running estimate of one load, for early refresh
         self.stats = CacheStats()
 
@@ -191,6 +203,10 @@ class Cache(Generic[K, V]):
     def key(self, key: K) -> str:
         """Return the backend key for `key`."""
         return self._key_prefix + self._encode_key(key)
+
+    def key_text(self, key: K) -> str:
+        """Return `key` as this cache encodes it (the part of the backend key after the fingerprint)."""
+        return self._encode_key(key)
 
     # -- encoding ---------------------------------------------------------------------------------
 
@@ -223,7 +239,7 @@ class Cache(Generic[K, V]):
         stored = self._entry_decoder.decode(data)
         value = stored.value
         if value is msgspec.UNSET:
-            return _ABSENT_RESULT
+            return _MISS_RESULT if stored.fresh_until_ms == _FENCED else _ABSENT_RESULT
         if not stored.fresh_until_ms:
             return _Status.HIT, value
         fresh_until = stored.fresh_until_ms / 1000
@@ -265,6 +281,13 @@ class Cache(Generic[K, V]):
 
     async def _remote_lookup(self, backend_keys: list[str]) -> list[tuple[_Status, V | None]]:
         stats = self.stats
+        fence = self._fence
+        epoch = 0
+        if fence is not None:
+            epoch = fence.epoch
+            if fence.trusted_until <= _monotonic():
+                stats.misses += len(backend_keys)
+                return [_MISS_RESULT] * len(backend_keys)
         if self._dirty and not await self._repair():
             stats.misses += len(backend_keys)
             return [_MISS_RESULT] * len(backend_keys)
@@ -272,6 +295,9 @@ class Cache(Generic[K, V]):
             raw = await self._backend.get_many(backend_keys)
         except CacheBackendError:
             stats.errors += 1
+            stats.misses += len(backend_keys)
+            return [_MISS_RESULT] * len(backend_keys)
+        if fence is not None and fence.epoch != epoch:  # the read went over a new connection: nothing fenced yet
             stats.misses += len(backend_keys)
             return [_MISS_RESULT] * len(backend_keys)
         unpack = self._unpack
@@ -354,7 +380,7 @@ class Cache(Generic[K, V]):
         except CacheBackendError:
             self.stats.errors += 1
             if track:
-                self._mark_dirty([entry.key for entry in entries])
+                self._mark_dirty([(entry.key, version) for entry, (_, _, version) in zip(entries, items, strict=True)])
             return
         if track:
             if self._dirty:
@@ -371,35 +397,83 @@ class Cache(Generic[K, V]):
         if self._bus is not None and not await self._bus.publish(backend_keys):
             self.stats.errors += 1
 
-    def _mark_dirty(self, backend_keys: Iterable[str]) -> None:
+    def _mark_dirty(self, keys: Iterable[tuple[str, int]]) -> None:
         """Remember keys whose write or delete failed: they may still hold a value the caller replaced."""
         deadline = time.monotonic() + self.ttl
-        for backend_key in backend_keys:
+        for backend_key, version in keys:
             self._dirty.pop(backend_key, None)
-            self._dirty[backend_key] = deadline
+            self._dirty[backend_key] = (deadline, version)
         while len(self._dirty) > _MAX_DIRTY:
             del self._dirty[next(iter(self._dirty))]
 
     async def _repair(self) -> bool:
-        """Delete the keys whose write failed. Returns whether none are left.
+        """Fence the keys whose write failed. Returns whether none are left.
 
-        Until this succeeds the cache is not read: after an outage, the first thing it does is remove what
-        it could not update during the outage, so it never serves a value the database no longer has.
+        Until this succeeds the cache is not read: after an outage, the first thing it does is fence what it
+        could not update during the outage, so it never serves a value the database no longer has. A key whose
+        failed write carried a version gets a fence marker of that version (a miss that refuses older values:
+        a load that read the old row before the write cannot fill it after the repair); others are deleted.
+        Like any write, the repair drops the keys from every near cache.
         """
         now = time.monotonic()
-        pending = {key: deadline for key, deadline in self._dirty.items() if deadline > now}
+        pending = {key: mark for key, mark in self._dirty.items() if mark[0] > now}
         if pending:
             try:
-                await self._backend.delete_many(list(pending))
+                await self._fence_keys([(key, version) for key, (_, version) in pending.items()])
             except CacheBackendError:
                 self.stats.errors += 1
                 return False
-        for key, deadline in pending.items():
-            if self._dirty.get(key) == deadline:
+        for key, mark in pending.items():
+            if self._dirty.get(key) == mark:
                 del self._dirty[key]
         if not pending:
             self._dirty.clear()
+        if pending:
+            await self._publish(list(pending))
         return not self._dirty
+
+    def _marker(self, backend_key: str, version: int, *, present: bool) -> Entry:
+        """A fence marker (`present`: a miss, the value of a create or update is elsewhere) or a tombstone."""
+        data = entry_header(version, _FENCED if present else 0, present=False)
+        if self._signer is not None:
+            data = self._signer.sign(backend_key, data)
+        return Entry(backend_key, data, max(1, int((self.ttl + self.stale_ttl) * 1000)))
+
+    async def _fence_keys(self, keys: Sequence[tuple[str, int]], *, tombstones: bool = False) -> None:
+        """Drop `(backend key, version)` from the near cache; in the backend, replace older versions by markers.
+
+        Raises:
+            CacheBackendError: The backend did not take them.
+        """
+        await self._invalidate_near([key for key, _ in keys])
+        versioned = [(key, version) for key, version in keys if version and self.version_of is not None]
+        unversioned = [key for key, version in keys if not version or self.version_of is None]
+        if versioned:
+            entries = [self._marker(key, version, present=not tombstones) for key, version in versioned]
+            await self._backend.set_many_if_newer(entries, [version for _, version in versioned])
+        if unversioned:
+            await self._backend.delete_many(unversioned)
+
+    async def apply_invalidations(self, items: Sequence[tuple[str, int, str]]) -> None:
+        """Apply outbox rows `(key text, version, kind)` of this cache (`app.cache.fence`); idempotent.
+
+        Loads of those keys under way are detached (later callers do not join a load that may have read the
+        database before the write), the keys leave the near cache, and the backend gets a marker of the
+        version under each key (a tombstone for a delete) unless it already holds that version or a newer one.
+
+        Raises:
+            CacheBackendError: The backend did not take them (the caller retries).
+        """
+        if self._inflight:
+            by_text = {self._encode_key(key): key for key in self._inflight}
+            self._detach_loads([by_text[text] for text, _, _ in items if text in by_text])
+        prefix = self._key_prefix
+        deletes = [(prefix + text, version) for text, version, kind in items if kind == "delete"]
+        others = [(prefix + text, version) for text, version, kind in items if kind != "delete"]
+        if deletes:
+            await self._fence_keys(deletes, tombstones=True)
+        if others:
+            await self._fence_keys(others)
 
     def _versioned(self, items: Iterable[tuple[K, V]]) -> list[tuple[K, V | None, int]]:
         version_of = self.version_of
@@ -438,7 +512,7 @@ class Cache(Generic[K, V]):
             await self._backend.delete_many(backend_keys)
         except CacheBackendError:
             self.stats.errors += 1
-            self._mark_dirty(backend_keys)
+            self._mark_dirty([(backend_key, 0) for backend_key in backend_keys])
             return
         for backend_key in backend_keys:
             self._dirty.pop(backend_key, None)
@@ -467,6 +541,12 @@ class Cache(Generic[K, V]):
         near = self._near_hit(key)
         if near is not None:  # only fresh entries and absences are kept near
             return near[1]
+        fence = self._fence
+        if fence is not None and fence.trusted_until <= _monotonic():
+            # Not trusted: straight to the database, without joining a load that may predate a write.
+            self.stats.misses += 1
+            self.stats.loads += 1
+            return await loader(key)
         flight = self._inflight.get(key)
         if flight is None or key in self._refreshing:  # a refresh is not waited for: the stale value is served
             status, value = (await self._lookup((key,)))[0]
@@ -498,6 +578,12 @@ class Cache(Generic[K, V]):
         result. Keys being loaded by a concurrent call are awaited, not loaded again. Entries past their soft
         TTL (or picked for early refresh) are returned at once and reloaded in the background.
         """
+        fence = self._fence
+        if fence is not None and fence.trusted_until <= _monotonic():
+            unique = list(dict.fromkeys(keys))
+            self.stats.misses += len(unique)
+            self.stats.loads += len(unique)
+            return dict(await loader(unique)) if unique else {}
         found: dict[K, V] = {}
         waiting: dict[K, asyncio.Future[V | None]] = {}
         to_lookup: list[K] = []

@@ -1,0 +1,186 @@
+"""`CacheFence`: the trust gate and the outbox sync, over an outbox in memory (memory and real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import msgspec
+import pytest
+
+from app.cache import Cache, CacheBackend, CacheFence, MemoryBackend, NearCache
+from app.cache.fence import Invalidation
+
+
+class Row(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    version: int
+
+
+def _version(row: Row) -> int:
+    return row.version
+
+
+class Outbox:
+    """What the database holds: rows with growing ids; `down` makes every read fail like a lost database."""
+
+    def __init__(self) -> None:
+        self.rows: list[Invalidation] = []
+        self.down = False
+        self.reads = 0
+
+    def add(self, key: int, version: int, kind: str = "update") -> None:
+        self.rows.append((len(self.rows) + 1, "row", str(key), version, kind))
+
+    async def read_after(self, after_id: int, limit: int) -> Sequence[Invalidation]:
+        self.reads += 1
+        if self.down:
+            raise ConnectionError("database unreachable")
+        return [row for row in self.rows if row[0] > after_id][:limit]
+
+    async def prune(self, older_than: float) -> None:
+        return
+
+
+def fenced_cache(backend: CacheBackend, fence: CacheFence, near: NearCache | None = None) -> Cache[int, Row]:
+    cache = Cache(
+        backend, namespace="row", key_type=int, value_type=Row, ttl=300, prefix="fence", version_of=_version,
+        near=near, fence=fence,
+    )  # fmt: skip
+    fence.attach(cache, near)
+    return cache
+
+
+async def _database(row: Row) -> Row:
+    return row
+
+
+async def test_nothing_is_served_from_the_cache_before_the_first_sync(backend: CacheBackend) -> None:
+    outbox = Outbox()
+    fence = CacheFence(bound=60.0, reader=outbox)
+    cache = fenced_cache(backend, fence)
+    await cache.set(1, Row(name="a", version=1))
+    assert await cache.get(1) is None
+    loads: list[int] = []
+
+    async def load(key: int) -> Row:
+        loads.append(key)
+        return Row(name="db", version=1)
+
+    assert await cache.get_or_load(1, load) == Row(name="db", version=1)
+    assert loads == [1]
+    assert await fence.sync()
+    assert await cache.get(1) == Row(name="a", version=1)
+
+
+async def test_a_row_in_the_outbox_fences_an_older_cached_version(backend: CacheBackend) -> None:
+    outbox = Outbox()
+    fence = CacheFence(bound=60.0, reader=outbox)
+    writer = fenced_cache(backend, CacheFence(bound=60.0, reader=outbox))  # another replica, on the same backend
+    cache = fenced_cache(backend, fence)
+    assert await fence.sync()
+    await cache.set(1, Row(name="old", version=1))
+    outbox.add(1, 2)  # a write of version 2 committed; its write-through never reached the backend
+    assert await cache.get(1) == Row(name="old", version=1)  # within the bound: not applied yet
+    assert await fence.sync()
+    assert await cache.get(1) is None  # a marker: a miss
+    await writer.set(1, Row(name="old", version=1))  # a load that read the database before the write
+    assert await cache.get(1) is None  # refused by the marker's version
+    await writer.set(1, Row(name="new", version=2))
+    assert await cache.get(1) == Row(name="new", version=2)
+    assert await fence.sync()  # applying the row again changes nothing
+    assert await cache.get(1) == Row(name="new", version=2)
+
+
+async def test_a_delete_leaves_a_tombstone_and_a_create_replaces_a_cached_absence(backend: CacheBackend) -> None:
+    outbox = Outbox()
+    fence = CacheFence(bound=60.0, reader=outbox)
+    cache = fenced_cache(backend, fence)
+    assert await fence.sync()
+    await cache.set(1, Row(name="doomed", version=3))
+    await cache.set_absent(2, ttl=60)  # "no such row", cached before it was created
+    outbox.add(1, 4, "delete")
+    outbox.add(2, 1, "create")
+    assert await fence.sync()
+    assert await cache.get_or_load(1, _never) is None  # the tombstone answers "absent" without a load
+    loaded: list[int] = []
+
+    async def created(key: int) -> Row:
+        loaded.append(key)
+        return Row(name="born", version=1)
+
+    assert await cache.get_or_load(2, created) == Row(name="born", version=1)
+    assert loaded == [2]
+
+
+async def _never(_: int) -> Row:
+    raise AssertionError("served from the cache")
+
+
+async def test_trust_lapses_within_the_bound_when_the_outbox_cannot_be_read() -> None:
+    outbox = Outbox()
+    fence = CacheFence(bound=0.3, reader=outbox)
+    near = NearCache(ttl=60.0)
+    near.enabled = True
+    cache = fenced_cache(MemoryBackend(), fence, near)
+    assert await fence.sync()
+    await cache.set(1, Row(name="a", version=1))
+    assert await cache.get(1) == Row(name="a", version=1)  # a remote hit, now near
+    assert await cache.get(1) == Row(name="a", version=1)
+    assert cache.stats.near_hits == 1
+    outbox.down = True
+    assert not await fence.sync()
+    await asyncio.sleep(0.35)
+    assert not fence.trusted()
+    assert near.get(cache.key(1)) is None  # the near cache obeys the gate too
+    assert await cache.get(1) is None
+    assert await cache.get_or_load(1, lambda _: _database(Row(name="db", version=1))) == Row(name="db", version=1)
+    outbox.down = False
+    assert await fence.sync()
+    assert await cache.get(1) == Row(name="a", version=1)
+
+
+async def test_a_reconnect_revokes_trust_until_a_sync_replays_the_whole_outbox(backend: CacheBackend) -> None:
+    outbox = Outbox()
+    fence = CacheFence(bound=60.0, reader=outbox)
+    cache = fenced_cache(backend, fence)
+    outbox.add(1, 2)
+    assert await fence.sync()
+    await cache.set(1, Row(name="new", version=2))
+    # The server restarts from a snapshot taken before the write: it holds version 1 again.
+    await backend.delete_many([cache.key(1)])
+    await fenced_cache(backend, CacheFence(bound=60.0, reader=outbox)).set(1, Row(name="old", version=1))
+    fence.revoke()  # what the read connection's reconnect does
+    assert await cache.get(1) is None  # not trusted
+    assert await fence.sync()  # replays every retained row, not just the new ones
+    assert await cache.get(1) is None  # version 1 is fenced by the replayed row of version 2
+
+
+async def test_a_sync_that_overlaps_a_reconnect_does_not_vouch_for_the_new_connection() -> None:
+    outbox = Outbox()
+    fence = CacheFence(bound=60.0, reader=outbox)
+    fenced_cache(MemoryBackend(), fence)
+
+    async def reconnect_midway() -> None:
+        fence.revoke()
+
+    fence.probe = None
+    read_after = outbox.read_after
+
+    async def read_and_reconnect(after_id: int, limit: int) -> Sequence[Invalidation]:
+        rows = await read_after(after_id, limit)
+        await reconnect_midway()
+        return rows
+
+    outbox.read_after = read_and_reconnect  # type: ignore[method-assign]
+    assert not await fence.sync()
+    assert not fence.trusted()
+    outbox.read_after = read_after  # type: ignore[method-assign]
+    assert await fence.sync()
+    assert fence.trusted()
+
+
+@pytest.mark.parametrize("bound", [0.0, -1.0])
+def test_the_bound_must_be_positive(bound: float) -> None:
+    with pytest.raises(ValueError, match="bound"):
+        CacheFence(bound=bound)
