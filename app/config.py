@@ -99,6 +99,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     list of keys of 16 to 64 printable ASCII characters: the first signs, all verify (key rotation)."""
     metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     """Serve /metrics on this port (on HOST) instead of the API port."""
+    # -- Consistency (issue 13): the staleness bound after an acknowledged write --
+    cache_consistency_bound_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 1000
+    """δ: once a write is acknowledged, no replica answers with an older version after this many milliseconds,
+    whatever Redis does; each replica applies the cache outbox every δ/4 and reads from the database while it
+    could not for δ. `0` turns the outbox sync and the trust gate off."""
 
     def __repr__(self) -> str:
         """The fields, with URL credentials redacted and the signing keys hidden."""

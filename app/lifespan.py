@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from app.cache import (
+    CacheFence,
     CacheManager,
     CircuitBreakerBackend,
     CoalescingBackend,
@@ -25,6 +26,7 @@ from app.cache import (
 )
 from app.config import redact_url
 from app.db import UnavailableDatabase, dialect_of, migrate, open_database
+from app.db.outbox import DatabaseOutbox
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Sequence
@@ -55,6 +57,7 @@ def build_cache_manager(settings: Settings, backend: CacheBackend | None = None)
         backend: Use this backend instead of the one the settings describe (tests inject faulty ones).
     """
     bus = None
+    fence = _fence(settings)
     if backend is None:
         if not settings.cache_enabled:
             backend = NullBackend()
@@ -66,7 +69,12 @@ def build_cache_manager(settings: Settings, backend: CacheBackend | None = None)
             if settings.cache_coalesce:
                 backend = CoalescingBackend(backend)
             if settings.cache_near_enabled:
-                bus = InvalidationBus(redis.client, f"{settings.cache_prefix}:invalidations")
+                ping = 1.0 if fence is None else min(1.0, fence.bound / 4)  # a hung subscription is noticed within δ
+                bus = InvalidationBus(redis.client, f"{settings.cache_prefix}:invalidations", ping_interval=ping)
+            reads = redis.reads
+            if fence is not None and reads is not None:
+                reads.on_connect = fence.revoke
+                fence.probe = lambda: reads.execute("PING")
     return CacheManager(
         backend,
         prefix=settings.cache_prefix,
@@ -78,7 +86,19 @@ def build_cache_manager(settings: Settings, backend: CacheBackend | None = None)
         near_ttl=settings.cache_near_ttl_seconds,
         near_max_entries=settings.cache_near_max_entries,
         signer=EntrySigner.from_setting(settings.cache_signing_key) if settings.cache_signing_key else None,
+        fence=fence,
     )
+
+
+def _fence(settings: Settings) -> CacheFence | None:
+    """The consistency fence (`CACHE_CONSISTENCY_BOUND_MS`); `None` when it is off or nothing is cached."""
+    if not settings.cache_consistency_bound_ms or not settings.cache_enabled:
+        return None
+    longest_entry = max(settings.cache_ttl_seconds, settings.cache_negative_ttl_seconds)
+    longest_entry += settings.cache_stale_ttl_seconds
+    # Rows are kept as long as an entry they fence can live, plus the longest load (database timeout) and a minute.
+    retention = longest_entry + settings.database_timeout_ms / 1000 + 60.0
+    return CacheFence(bound=settings.cache_consistency_bound_ms / 1000, retention=retention)
 
 
 EXIT_DATABASE_UNREACHABLE = 3
@@ -197,6 +217,8 @@ def _use_database(app: Litestar, domains: Sequence[Domain], database: Database) 
     """Put `database` and every domain's objects over it on `app.state`, where the providers read them."""
     manager: CacheManager = app.state.cache_manager
     app.state.database = database
+    if manager.fence is not None:
+        manager.fence.reader = DatabaseOutbox(database)
     for domain in domains:
         if domain.services is None:
             continue
@@ -247,6 +269,10 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None]:
 
         stack.push_async_callback(close_database)
         _use_database(app, domains, database)
+        if manager.fence is not None and not connecting:
+            with suppress(TimeoutError):  # trusted from the first request on, unless this takes too long
+                async with asyncio.timeout(_FIRST_ATTEMPT_SECONDS):
+                    await manager.fence.sync()
         if connecting:
             task = asyncio.create_task(_connect_in_background(app, settings, domains, started))
 

@@ -100,6 +100,16 @@ async def _never(_: int) -> User | None:
     raise AssertionError("the loader runs only on a miss")
 
 
+class _EmptyOutbox:
+    """The outbox of a database nobody writes to: the consistency fence syncs (and trusts) as in the service."""
+
+    async def read_after(self, after_id: int, limit: int) -> list[tuple[int, str, str, int, str]]:
+        return []
+
+    async def prune(self, older_than: float) -> None:
+        return
+
+
 class _Fixture:
     """Clients, backends and caches of one run, with the users already stored."""
 
@@ -130,6 +140,10 @@ class _Fixture:
 
     async def populate(self) -> None:
         for manager in self.managers:
+            if manager.fence is not None:  # the lifespan gives it the database's outbox; here an empty one
+                manager.fence.reader = _EmptyOutbox()
+                if not await manager.fence.sync():
+                    raise BenchError("the consistency fence did not sync")
             manager.start()
         await self.raw.mset(dict(zip(self.raw_keys, (self.encoder.encode(u) for u in self.users), strict=True)))
         by_id = {user.id: user for user in self.users}
