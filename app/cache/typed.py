@@ -450,7 +450,9 @@ class Cache(Generic[K, V]):
         unversioned = [key for key, version in keys if not version or self.version_of is None]
         if versioned:
             entries = [self._marker(key, version, present=not tombstones) for key, version in versioned]
-            await self._backend.set_many_if_newer(entries, [version for _, version in versioned])
+            # Compared as `version - 1`: a marker replaces only older versions, never the same version's value
+            # (the write-through's), which would cost one more load for nothing.
+            await self._backend.set_many_if_newer(entries, [version - 1 for _, version in versioned])
         if unversioned:
             await self._backend.delete_many(unversioned)
 
