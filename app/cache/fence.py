@@ -25,8 +25,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from app.cache.backend import CacheBackendError
-
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
@@ -64,6 +62,7 @@ class CacheFence:
         "_cursor",
         "_last_prune",
         "_last_success",
+        "_lock",
         "_near",
         "_stopping",
         "_task",
@@ -124,6 +123,7 @@ class CacheFence:
         self._near: list[NearCache] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._lock = asyncio.Lock()
 
     # -- what the caches ask ---------------------------------------------------------------------------
 
@@ -155,7 +155,12 @@ class CacheFence:
 
         Trust is extended to `start + bound` only when every row read was applied to the backend and no
         reconnect happened meanwhile. A failure leaves the cursor where it was, so the rows are retried.
+        Syncs run one at a time (the background loop and the lifespan's first one may meet).
         """
+        async with self._lock:
+            return await self._sync()
+
+    async def _sync(self) -> bool:
         started = time.monotonic()
         reader = self.reader
         if reader is None:
@@ -174,8 +179,6 @@ class CacheFence:
                     cursor = rows[-1][0]
                 if len(rows) < self.batch:
                     break
-        except (CacheBackendError, OSError, TimeoutError) as exc:
-            return self._failed(exc)
         except Exception as exc:  # noqa: BLE001 - the reader's errors are the application's (e.g. the database's)
             return self._failed(exc)
         self._cursor = max(cursor, self._cursor) if not replay else cursor
