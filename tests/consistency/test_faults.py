@@ -223,3 +223,24 @@ async def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+async def test_a_cached_absence_does_not_outlive_a_create_whose_write_through_failed(
+    own_redis: RedisServer, sqlite_path: str
+) -> None:
+    settings = _settings(own_redis.url, f"sqlite:///{sqlite_path}")
+    faulty = FaultyBackend(CircuitBreakerBackend(RedisBackend.from_url(own_redis.url), timeout=1.0))
+    app_a, app_b = create_app(settings, cache_backend=faulty), create_app(settings)
+    async with concurrent_client(app_a) as a, concurrent_client(app_b) as b:
+        assert (await b.get("/users/11")).status_code == 404  # "absent", cached for CACHE_NEGATIVE_TTL_SECONDS
+        assert app_b.state.cache_manager.cache(USER_BY_ID).stats.loads == 1
+        assert (await b.get("/users/11")).status_code == 404
+        assert app_b.state.cache_manager.cache(USER_BY_ID).stats.loads == 1  # answered by the cached absence
+        faulty.failing = True
+        response = await a.post("/users", json={"first_name": "New", "last_name": "User", "email": "new@example.com"})
+        acked = time.monotonic()
+        assert response.status_code == 201
+        assert response.json()["id"] == 11
+        await asyncio.sleep(max(0.0, acked + BOUND - time.monotonic()))
+        for _ in range(5):
+            assert (await b.get("/users/11")).status_code == 200
