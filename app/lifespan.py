@@ -268,6 +268,8 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None]:
             await app.state.database.close()
 
         stack.push_async_callback(close_database)
+        if manager.fence is not None:  # stops reading the outbox before the database closes (closed again later)
+            stack.push_async_callback(manager.fence.close)
         _use_database(app, domains, database)
         if manager.fence is not None and not connecting:
             with suppress(TimeoutError):  # trusted from the first request on, unless this takes too long
