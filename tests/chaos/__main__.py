@@ -56,7 +56,7 @@ async def run(names: list[str], timing: Timing, delta: float) -> list[Result]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos", description="Run the chaos scenarios of issue 13.")
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all)")
     parser.add_argument("--delta", type=float, default=1.0, help="δ in seconds (default 1)")
     parser.add_argument("--short", action="store_true", help="the short timings the test suite uses")

@@ -1,4 +1,4 @@
-"""The read-your-acknowledged-writes checker: what writers got acknowledged, what readers saw, and which reads were stale.
+"""The read-your-acknowledged-writes checker: what writers got acknowledged, what readers saw, which reads were stale.
 
 A write is acknowledged when its PATCH answered 2xx; the response carries the new `version`. A read that started
 at time t and returned version v is *stale* when some version newer than v had been acknowledged before t; its

@@ -83,13 +83,16 @@ class Instance:
 class Fleet:
     """Redis (with a password), one proxy per instance, and the instances; `close()` stops all of it."""
 
-    __slots__ = ("database_url", "instances", "near", "proxies", "redis", "workdir")
+    __slots__ = ("database_url", "env", "instances", "near", "proxies", "redis", "workdir")
 
-    def __init__(self, database_url: str, *, instances: int = 2, near: bool = False) -> None:
+    def __init__(
+        self, database_url: str, *, instances: int = 2, near: bool = False, env: dict[str, str] | None = None
+    ) -> None:
         if not shutil.which("redis-server"):
             raise RuntimeError(HOW_TO_PROVIDE_REDIS)
         self.database_url = database_url
         self.near = near
+        self.env = env or {}
         self.workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
         self.redis = RedisServer(password=secrets.token_hex(16), extra_args=("--dbfilename", "chaos.rdb"))
         self.proxies = ProxyThread()
@@ -100,7 +103,9 @@ class Fleet:
             for index in range(instances):
                 proxy = self.proxies.new_proxy("127.0.0.1", self.redis.port)
                 redis_url = f"redis://:{self.redis.password}@127.0.0.1:{proxy.port}/0"
-                self.instances.append(Instance(INSTANCE_NAMES[index], proxy, env | {"REDIS_URL": redis_url}, self.workdir))
+                self.instances.append(
+                    Instance(INSTANCE_NAMES[index], proxy, env | {"REDIS_URL": redis_url}, self.workdir)
+                )
                 if index == 0:  # the first one migrates and seeds the database; the others find it done
                     self.instances[0].wait_ready()
             for instance in self.instances[1:]:
@@ -119,7 +124,7 @@ class Fleet:
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "WARNING",
             "WORKERS": "1",
-        }
+        } | self.env
 
     # -- Redis faults ---------------------------------------------------------------------------------------
 

@@ -91,9 +91,7 @@ class Proxy:
             return
         self._connections.update((client_writer, upstream_writer))
         try:
-            await asyncio.gather(
-                self._pump(client_reader, upstream_writer), self._pump(upstream_reader, client_writer)
-            )
+            await asyncio.gather(self._pump(client_reader, upstream_writer), self._pump(upstream_reader, client_writer))
         finally:
             for writer in (client_writer, upstream_writer):
                 self._connections.discard(writer)

@@ -110,9 +110,15 @@ def redis_stall(seconds: float | None) -> Fault:
 
 
 async def redis_rollback(ctx: FaultContext) -> None:
-    """SAVE, keep writing, SIGKILL, put the old RDB back, start: Redis comes back with older data than it had."""
+    """SAVE, keep writing, SIGKILL, put the old RDB back, start: Redis comes back with older data than it had.
+
+    The quiet users' last writes land (acknowledged, in Redis) before the kill, so the rollback loses them
+    rather than a write that failed during the restart and was repaired.
+    """
     snapshot = await asyncio.to_thread(ctx.fleet.snapshot_redis)
     await asyncio.sleep(ctx.timing.outage / 2)
+    ctx.load.quiet()
+    await asyncio.sleep(0.5)
     await asyncio.to_thread(ctx.fleet.kill_redis)
     await asyncio.to_thread(ctx.fleet.start_redis, snapshot)
 
@@ -176,10 +182,16 @@ async def run_scenario(
     timing: Timing | None = None,
     delta: float = 1.0,
     config: LoadConfig | None = None,
+    env: dict[str, str] | None = None,
 ) -> Result:
-    """Start a fleet for `scenario` on the (empty) database, run the load, inject the fault, judge the reads."""
+    """Start a fleet for `scenario` on the (empty) database, run the load, inject the fault, judge the reads.
+
+    `env` adds settings to every instance's environment.
+    """
     timing = timing or Timing()
-    fleet = await asyncio.to_thread(Fleet, database_url, instances=scenario.instances, near=scenario.near)
+    fleet = await asyncio.to_thread(
+        Fleet, database_url, instances=scenario.instances, near=scenario.near, env=env or {}
+    )
     try:
         checker = Checker(delta)
         load = Load(fleet, checker, config)
@@ -195,7 +207,9 @@ async def run_scenario(
             await load.stop()
         verdict = checker.verdict()
         if verdict.last_stale_after_delta is not None:
-            ctx.notes.append(f"last stale read {time.monotonic() - verdict.last_stale_after_delta:.1f} s before the end")
+            ctx.notes.append(
+                f"last stale read {time.monotonic() - verdict.last_stale_after_delta:.1f} s before the end"
+            )
         return Result(
             scenario=scenario,
             delta=delta,
