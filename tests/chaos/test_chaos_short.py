@@ -121,8 +121,9 @@ async def _run(name: str, postgres_url: str, env: dict[str, str] | None = None) 
 
 def _holds(result: Result) -> None:
     verdict = result.verdict
-    assert verdict.reads > 100, verdict
-    assert result.acks > 10, result.acks
+    # pytest.fail, not assert: a harness that did not run is no expected failure (the xfails take AssertionError only)
+    if verdict.reads <= 100 or result.acks <= 10:
+        pytest.fail(f"too little load to judge: {verdict.reads} reads, {result.acks} acknowledged writes")
     assert verdict.stale_after_delta == 0, verdict
     assert result.errors == 0, (result.read_errors, result.write_errors)
 
@@ -140,7 +141,7 @@ async def test_a_healthy_redis_serves_no_stale_read(name: str, postgres_url: str
 TODAY = "issue 13: no consistency mechanism yet; remove this mark when it lands"
 
 
-@pytest.mark.xfail(strict=True, reason=TODAY)
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=TODAY)
 @pytest.mark.parametrize("name", ["redis-stall-0.4s-near", "redis-rollback", "partition-one-near"])
 async def test_no_stale_read_after_delta_through_a_fault(name: str, postgres_url: str) -> None:
     _holds(await _run(name, postgres_url))
