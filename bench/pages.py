@@ -132,7 +132,7 @@ def main() -> None:
                 rounds[mode].append(result)
                 print(
                     f"round {n + 1} {mode:>6}: {result['rps']:8.0f} req/s  p99 {result['p99_ms']:6.1f} ms"
-                    f"  errors {result['errors']:.0f}  CPU per request: app {app_cpu:.2f} ms, PostgreSQL {pg_cpu:.2f} ms",
+                    f"  errors {result['errors']:.0f}  CPU per request: app {app_cpu:.2f} ms, PostgreSQL {pg_cpu:.2f} ms",  # noqa: E501
                     flush=True,
                 )
             by_id = rounds["id"][-1]["rps"]
