@@ -90,7 +90,7 @@ def _wrk(wrk: str, base_url: str, mode: str, users: int, seconds: int, connectio
 
 def main() -> None:
     """Run the comparison and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
