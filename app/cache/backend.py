@@ -5,10 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, NamedTuple
 
+from typing_extensions import override
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ("CacheBackend", "CacheBackendError", "Entry")
+__all__ = ("CacheBackend", "CacheBackendError", "Entry", "WrappingBackend")
 
 
 class CacheBackendError(Exception):
@@ -65,3 +67,45 @@ class CacheBackend(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Release what the backend owns. Idempotent."""
+
+
+class WrappingBackend(CacheBackend):
+    """A backend that delegates every call to `inner`: the base of decorators (breaker, coalescing, faults).
+
+    A subclass overrides only the calls it changes; `name` is the wrapped backend's.
+    """
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: CacheBackend) -> None:
+        """Wrap `inner`."""
+        self.inner = inner
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The wrapped backend's name."""
+        return self.inner.name
+
+    @override
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self.inner.get_many(keys)
+
+    @override
+    async def set_many(self, entries: Sequence[Entry]) -> None:
+        await self.inner.set_many(entries)
+
+    @override
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
+        return await self.inner.set_many_if_newer(entries, versions)
+
+    @override
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        await self.inner.delete_many(keys)
+
+    @override
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    @override
+    async def close(self) -> None:
+        await self.inner.close()
