@@ -21,7 +21,7 @@ from app.cache.backend import Entry
 from app.cache.signing import SIGNED_LAYOUT
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from app.cache.policy import CachePolicy
     from app.cache.signing import EntrySigner
@@ -172,6 +172,26 @@ class EntryFormat(Generic[V]):
         if self._signer is not None:
             data = self._signer.sign(backend_key, data)
         return Entry(backend_key, data, max(1, int(ttl * 1000)))
+
+    def unpack_many(
+        self, backend_keys: Sequence[str], raw: Sequence[bytes | None]
+    ) -> tuple[list[tuple[Status, V | None]], list[str]]:
+        """Unpack one read's entries (judged at one moment): the result per key, and the keys that did not decode."""
+        unpack = self.unpack
+        now = self.clock()
+        results: list[tuple[Status, V | None]] = []
+        append = results.append
+        corrupt: list[str] = []
+        for backend_key, data in zip(backend_keys, raw, strict=True):
+            if data is None:
+                append(MISS_RESULT)
+                continue
+            try:
+                append(unpack(backend_key, data, now))
+            except (msgspec.DecodeError, ValueError):
+                corrupt.append(backend_key)
+                append(MISS_RESULT)
+        return results, corrupt
 
     def unpack(self, backend_key: str, data: bytes, now: float) -> tuple[Status, V | None]:
         """What the entry stored under `backend_key` holds, judged at `now` (epoch seconds).

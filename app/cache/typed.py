@@ -10,9 +10,7 @@ import asyncio
 import logging
 import time
 from itertools import compress
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-
-import msgspec
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from app.cache.backend import CacheBackendError
 from app.cache.codec import key_encoder_for
@@ -38,6 +36,8 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 _DEFAULT_POLICY = CachePolicy()
+_Loader: TypeAlias = "Callable[[Any], Awaitable[Any]]"
+"""A loader of one key (`get_or_load`) or of a list of keys (`get_many_or_load`)."""
 _HIT, _MISS, _ABSENT = Status.HIT, Status.MISS, Status.ABSENT
 
 
@@ -126,8 +126,6 @@ class Cache(Generic[K, V]):
         encode = self._encode_key
         return [prefix + encode(key) for key in keys]
 
-    # -- lookups ----------------------------------------------------------------------------------
-
     async def _lookup(self, keys: Sequence[K]) -> list[tuple[Status, V | None]]:
         backend_keys = self._backend_keys(keys)
         near = self._near
@@ -157,20 +155,7 @@ class Cache(Generic[K, V]):
             stats.errors += 1
             stats.misses += len(backend_keys)
             return [MISS_RESULT] * len(backend_keys)
-        unpack = self._format.unpack
-        now = self._format.clock()  # once per batch: every entry of one read is judged at the same moment
-        results: list[tuple[Status, V | None]] = []
-        append = results.append
-        corrupt: list[str] = []
-        for backend_key, data in zip(backend_keys, raw, strict=True):
-            if data is None:
-                append(MISS_RESULT)
-                continue
-            try:
-                append(unpack(backend_key, data, now))
-            except (msgspec.DecodeError, ValueError):
-                corrupt.append(backend_key)
-                append(MISS_RESULT)
+        results, corrupt = self._format.unpack_many(backend_keys, raw)
         misses, absent, stale = tally(results)
         stats.misses += misses
         stats.negative_hits += absent
@@ -194,8 +179,6 @@ class Cache(Generic[K, V]):
         results = await self._lookup(unique)
         # Only served entries (fresh, stale or picked for refresh) carry a value; misses and absences carry None.
         return {key: value for key, (_, value) in zip(unique, results, strict=True) if value is not None}
-
-    # -- writes -----------------------------------------------------------------------------------
 
     async def _write(self, items: Sequence[tuple[K, V | None, int]], ttl: float, *, track: bool = True) -> None:
         """Write entries.
@@ -276,8 +259,6 @@ class Cache(Generic[K, V]):
         self._flights.detach(keys)
         await self._delete_backend_keys(self._backend_keys(keys))
 
-    # -- cache-aside ------------------------------------------------------------------------------
-
     async def get_or_load(self, key: K, loader: Callable[[K], Awaitable[V | None]]) -> V | None:
         """Return the cached value, or load, cache and return it.
 
@@ -299,7 +280,7 @@ class Cache(Generic[K, V]):
         """
         return await self._resolve(list(dict.fromkeys(keys)), loader, one=False)
 
-    async def _resolve(self, keys: Sequence[K], loader: Callable[[Any], Awaitable[Any]], *, one: bool) -> dict[K, V]:
+    async def _resolve(self, keys: Sequence[K], loader: _Loader, *, one: bool) -> dict[K, V]:
         """The one cache-aside path: look `keys` up, join loads in flight, load the rest in one call.
 
         `one` says `loader` takes a single key (`get_or_load`) rather than a list of them.
@@ -320,7 +301,7 @@ class Cache(Generic[K, V]):
         keys: Sequence[K],
         found: dict[K, V],
         waiting: dict[K, asyncio.Future[V | None]],
-        loader: Callable[[Any], Awaitable[Any]],
+        loader: _Loader,
         one: bool,
     ) -> list[K]:
         """Look `keys` up into `found` and `waiting`, start background refreshes; return the keys to load."""
@@ -345,9 +326,7 @@ class Cache(Generic[K, V]):
             self._flights.start(refresh, self._filler(loader, one), refresh=True)
         return missing
 
-    def _filler(
-        self, loader: Callable[[Any], Awaitable[Any]], one: bool
-    ) -> Callable[[list[K]], Awaitable[Mapping[K, V | None]]]:
+    def _filler(self, loader: _Loader, one: bool) -> Callable[[list[K]], Awaitable[Mapping[K, V | None]]]:
         """The load a flight runs: call `loader`, cache what it found (and, as absent, what it did not)."""
 
         async def fill(keys: list[K]) -> Mapping[K, V | None]:
