@@ -28,6 +28,7 @@ from app.cache import (
 )
 from app.cache.config import CacheConfig
 from app.cache.plugin import CachePlugin
+from app.config import Settings
 from app.di import Injected
 
 if TYPE_CHECKING:
@@ -165,3 +166,22 @@ def test_litestar_is_imported_only_by_the_plugin() -> None:
         or (isinstance(node, ast.Import) and any(alias.name.split(".")[0] == "litestar" for alias in node.names))
     }
     assert importers == {"plugin.py"}
+
+
+def test_settings_describe_the_cache_config_with_the_existing_variables() -> None:
+    settings = Settings.from_env(
+        {
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "CACHE_TIMEOUT_MS": "250",
+            "CACHE_TTL_SECONDS": "7",
+            "CACHE_NEGATIVE_TTL_SECONDS": "0",
+            "CACHE_STALE_TTL_SECONDS": "3",
+            "CACHE_SIGNING_KEY": "a" * 16 + "," + "b" * 16,
+        },
+        env_file=None,
+    )
+    config = settings.cache_config()
+    assert config.url == "redis://127.0.0.1:6379/0"
+    assert config.timeout == 0.25
+    assert config.signing_keys == ("a" * 16, "b" * 16)
+    assert config.policy == CachePolicy(ttl=7, negative_ttl=0, stale_ttl=3) == settings.cache_policy
