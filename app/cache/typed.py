@@ -131,6 +131,9 @@ class Cache(Generic[K, V]):
         near = self._near
         if near is None or not near.enabled:
             return await self._remote_lookup(backend_keys)
+        if len(backend_keys) == 1 and (result := near.get(backend_keys[0])) is not None:
+            self.stats.near_hits += 1  # the one-key near hit, without the list bookkeeping below
+            return [result]
         results: list[tuple[Status, V | None]] = [near.get(backend_key) or MISS_RESULT for backend_key in backend_keys]
         remote = [n for n, result in enumerate(results) if result is MISS_RESULT]
         self.stats.near_hits += len(keys) - len(remote)
@@ -266,7 +269,14 @@ class Cache(Generic[K, V]):
         A `None` from the loader is cached as "absent" for `negative_ttl`. A loader error reaches every
         waiter and nothing is cached.
         """
-        return (await self._resolve((key,), loader, one=True)).get(key)
+        keys = (key,)
+        if self._flights.running:
+            return (await self._resolve(keys, loader, one=True)).get(key)
+        looked_up = await self._lookup(keys)  # nothing in flight: a hit or an absence is decided here
+        status, value = looked_up[0]
+        if status is _HIT or status is _ABSENT:
+            return value
+        return (await self._resolve(keys, loader, one=True, looked_up=looked_up)).get(key)
 
     async def get_many_or_load(
         self, keys: Iterable[K], loader: Callable[[list[K]], Awaitable[Mapping[K, V]]]
@@ -280,15 +290,23 @@ class Cache(Generic[K, V]):
         """
         return await self._resolve(list(dict.fromkeys(keys)), loader, one=False)
 
-    async def _resolve(self, keys: Sequence[K], loader: _Loader, *, one: bool) -> dict[K, V]:
+    async def _resolve(
+        self,
+        keys: Sequence[K],
+        loader: _Loader,
+        *,
+        one: bool,
+        looked_up: list[tuple[Status, V | None]] | None = None,
+    ) -> dict[K, V]:
         """The one cache-aside path: look `keys` up, join loads in flight, load the rest in one call.
 
-        `one` says `loader` takes a single key (`get_or_load`) rather than a list of them.
+        `one` says `loader` takes a single key (`get_or_load`) rather than a list of them; `looked_up` is the
+        lookup of `keys` already made while no load was in flight.
         """
         flights = self._flights
-        waiting, keys = flights.split(keys)
+        waiting, keys = flights.split(keys) if looked_up is None else ({}, keys)
         found: dict[K, V] = {}
-        missing = await self._serve(keys, found, waiting, loader, one) if keys else None
+        missing = await self._serve(keys, looked_up, found, waiting, loader=loader, one=one) if keys else None
         if not waiting and not missing:
             return found
         self.stats.coalesced += len(waiting)
@@ -299,16 +317,18 @@ class Cache(Generic[K, V]):
     async def _serve(
         self,
         keys: Sequence[K],
+        looked_up: list[tuple[Status, V | None]] | None,
         found: dict[K, V],
         waiting: dict[K, asyncio.Future[V | None]],
+        *,
         loader: _Loader,
         one: bool,
     ) -> list[K]:
-        """Look `keys` up into `found` and `waiting`, start background refreshes; return the keys to load."""
+        """Sort `keys` (looked up now, or `looked_up`) into `found` and `waiting`; return the keys to load."""
         running = self._flights.running
         missing: list[K] = []
         refresh: list[K] = []
-        for key, (status, value) in zip(keys, await self._lookup(keys), strict=True):
+        for key, (status, value) in zip(keys, looked_up or await self._lookup(keys), strict=True):
             if status is _HIT:
                 found[key] = value  # type: ignore[assignment]
             elif status is _MISS:
