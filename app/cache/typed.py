@@ -119,9 +119,10 @@ class Cache(Generic[K, V]):
 
     def key(self, key: K) -> str:
         """Return the backend key for `key`."""
-        return self._backend_keys((key,))[0]
+        return self._key_prefix + self._encode_key(key)
 
     def _backend_keys(self, keys: Iterable[K]) -> list[str]:
+        """`key` of each key, in one comprehension."""
         prefix = self._key_prefix
         encode = self._encode_key
         return [prefix + encode(key) for key in keys]
@@ -131,9 +132,6 @@ class Cache(Generic[K, V]):
         near = self._near
         if near is None or not near.enabled:
             return await self._remote_lookup(backend_keys)
-        if len(backend_keys) == 1 and (result := near.get(backend_keys[0])) is not None:
-            self.stats.near_hits += 1  # the one-key near hit, without the list bookkeeping below
-            return [result]
         results: list[tuple[Status, V | None]] = [near.get(backend_key) or MISS_RESULT for backend_key in backend_keys]
         remote = [n for n, result in enumerate(results) if result is MISS_RESULT]
         self.stats.near_hits += len(keys) - len(remote)
@@ -172,9 +170,17 @@ class Cache(Generic[K, V]):
             await self._delete_backend_keys(corrupt)
         return results
 
+    def _near_hit(self, backend_key: str) -> tuple[Status, V | None] | None:
+        """The near cache's entry, counted as a near hit; `None` on a near miss (counted by `_lookup`)."""
+        result = self._near.get(backend_key) if self._near is not None else None
+        if result is not None:
+            self.stats.near_hits += 1
+        return result
+
     async def get(self, key: K) -> V | None:
         """Return the cached value, or `None` on a miss, an "absent" entry or a backend error."""
-        return (await self._lookup((key,)))[0][1]
+        result = self._near_hit(self.key(key)) if self._near is not None else None
+        return (result or (await self._lookup((key,)))[0])[1]
 
     async def get_many(self, keys: Iterable[K]) -> dict[K, V]:
         """Return the cached values of those keys that have one, in one backend round trip."""
@@ -272,6 +278,9 @@ class Cache(Generic[K, V]):
         keys = (key,)
         if self._flights.running:
             return (await self._resolve(keys, loader, one=True)).get(key)
+        near = self._near_hit(self.key(key)) if self._near is not None else None
+        if near is not None:  # only fresh entries and absences are kept near
+            return near[1]
         looked_up = await self._lookup(keys)  # nothing in flight: a hit or an absence is decided here
         status, value = looked_up[0]
         if status is _HIT or status is _ABSENT:
