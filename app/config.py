@@ -10,6 +10,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 
+from app.cache.config import CacheConfig
+from app.cache.policy import CachePolicy
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -163,6 +166,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         if self.database_url.startswith("sqlite:"):
             return self.database_url.removeprefix("sqlite:").removeprefix("//").removeprefix("/") or ":memory:"
         return None
+
+    @property
+    def cache_policy(self) -> CachePolicy:
+        """The default lifetimes of every typed cache (`CACHE_TTL_SECONDS`, `CACHE_NEGATIVE_TTL_SECONDS`, ...)."""
+        return CachePolicy(
+            ttl=self.cache_ttl_seconds,
+            negative_ttl=self.cache_negative_ttl_seconds,
+            stale_ttl=self.cache_stale_ttl_seconds,
+            early_refresh=self.cache_early_refresh,
+        )
+
+    def cache_config(self) -> CacheConfig:
+        """The cache plugin's configuration: `REDIS_URL`, `REDIS_CLUSTER` and the `CACHE_*` variables."""
+        return CacheConfig(
+            url=self.redis_url,
+            cluster=self.redis_cluster,
+            prefix=self.cache_prefix,
+            timeout=self.cache_timeout_ms / 1000,
+            coalesce=self.cache_coalesce,
+            enabled=self.cache_enabled,
+            memory_max_entries=self.cache_max_entries,
+            near=self.cache_near_enabled,
+            near_ttl=self.cache_near_ttl_seconds,
+            near_max_entries=self.cache_near_max_entries,
+            signing_keys=tuple(key.strip() for key in (self.cache_signing_key or "").split(",") if key.strip()),
+            policy=self.cache_policy,
+        )
 
     def describe(self) -> str:
         """One log line describing the settings, with passwords redacted."""

@@ -12,7 +12,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from typing_extensions import override
 
-from app.cache.backend import HEADER_SIZE, CacheBackend, CacheBackendError
+from app.cache.backend import CacheBackend, CacheBackendError
+from app.cache.entry import HEADER_SIZE
 from app.cache.multiplex import MultiplexedConnection, RedisReplyError
 
 if TYPE_CHECKING:

@@ -179,7 +179,7 @@ class UserService:
         if user is None:
             raise NotFoundError(f"No user with user_id {user_id}", parameter="user_id")
         await asyncio.gather(
-            self.user_by_id.set_absent(user.id, version=user.version + 1, ttl=self.user_by_id.ttl),
-            self.id_by_uuid.set_absent(user.uuid, version=TOMBSTONE_VERSION, ttl=self.id_by_uuid.ttl),
-            self.uuid_by_id.set_absent(user.id, version=TOMBSTONE_VERSION, ttl=self.uuid_by_id.ttl),
+            self.user_by_id.set_absent(user.id, version=user.version + 1, ttl=self.user_by_id.policy.ttl),
+            self.id_by_uuid.set_absent(user.uuid, version=TOMBSTONE_VERSION, ttl=self.id_by_uuid.policy.ttl),
+            self.uuid_by_id.set_absent(user.id, version=TOMBSTONE_VERSION, ttl=self.uuid_by_id.policy.ttl),
         )
