@@ -61,7 +61,9 @@ def build_cache_manager(settings: Settings, backend: CacheBackend | None = None)
         elif settings.redis_url is None:
             backend = MemoryBackend(max_entries=settings.cache_max_entries)
         else:
-            redis = RedisBackend.from_url(settings.redis_url, cluster=settings.redis_cluster)
+            redis = RedisBackend.from_url(
+                settings.redis_url, cluster=settings.redis_cluster, sentinel_password=settings.redis_sentinel_password
+            )
             backend = CircuitBreakerBackend(redis, timeout=settings.cache_timeout_ms / 1000)
             if settings.cache_coalesce:
                 backend = CoalescingBackend(backend)
