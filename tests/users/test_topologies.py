@@ -1,0 +1,123 @@
+"""The service on a Redis Cluster and under Sentinel: deletes and healing really reach Redis; failovers cost no errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from litestar.testing import AsyncTestClient
+
+from app.config import Settings
+from app.server import create_app
+from app.users.caches import USER_BY_ID
+from tests.asgi import concurrent_client
+from tests.servers import SentinelServer
+
+
+@pytest.fixture(params=["cluster", "sentinel"])
+def topology(request: pytest.FixtureRequest) -> Iterator[tuple[Settings, redis.Redis | redis.RedisCluster]]:
+    """Settings on a flushed cluster or Sentinel setup, and a direct client on it."""
+    direct: redis.Redis | redis.RedisCluster
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+        direct = redis.RedisCluster.from_url(url)
+    else:
+        url = request.getfixturevalue("redis_sentinel_url")
+        server: SentinelServer = request.getfixturevalue("redis_sentinel_server")
+        direct = redis.Redis(port=server.current_master_port())
+    sqlite_path = request.getfixturevalue("sqlite_path")
+    settings = Settings(
+        redis_url=url, redis_cluster=request.param == "cluster", database_url=f"sqlite:///{sqlite_path}"
+    )
+    try:
+        yield settings, direct
+    finally:
+        direct.close()
+
+
+async def test_deletes_and_healing_really_remove_keys(
+    topology: tuple[Settings, redis.Redis | redis.RedisCluster],
+) -> None:
+    settings, direct = topology
+    app = create_app(settings)
+    async with AsyncTestClient(app) as client:
+        users = {n: (await client.get(f"/users/{n}")).json() for n in range(1, 11)}
+        cache = app.state.cache_manager.cache(USER_BY_ID)
+        keys = [cache.key(n) for n in range(1, 11)]
+        assert all(direct.exists(key) for key in keys)  # spread over the masters on a cluster
+
+        direct.set(keys[3], b"\x00\xffnot msgpack at all")
+        assert (await client.get("/users/4")).json() == users[4]
+        assert cache.stats.decode_errors == 1
+        assert direct.get(keys[3]) != b"\x00\xffnot msgpack at all"
+
+        await cache.delete_many(range(1, 11))
+        assert sum(direct.exists(key) for key in keys) == 0
+
+        assert (await client.patch("/users/2", json={"last_name": "Changed"})).status_code == 200
+        assert (await client.get("/users/2")).json()["last_name"] == "Changed"
+        assert (await client.delete("/users/3")).status_code == 204
+        assert (await client.get("/users/3")).status_code == 404
+
+
+@pytest.fixture
+def sentinel_server() -> Iterator[SentinelServer]:
+    """A Sentinel setup of the test's own: the test kills its master."""
+    server = SentinelServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def test_a_sentinel_failover_under_load_costs_no_errors(sentinel_server: SentinelServer, sqlite_path: str) -> None:
+    old, new = sentinel_server.master, sentinel_server.replica
+    assert old is not None and new is not None
+    settings = Settings(redis_url=sentinel_server.url, database_url=f"sqlite:///{sqlite_path}", cache_timeout_ms=100)
+    app = create_app(settings)
+    statuses: list[int] = []
+    stop = asyncio.Event()
+    async with concurrent_client(app) as client:
+        for n in range(1, 11):
+            assert (await client.get(f"/users/{n}")).status_code == 200
+        cache = app.state.cache_manager.cache(USER_BY_ID)
+
+        async def load() -> None:
+            while not stop.is_set():
+                responses = await asyncio.gather(*(client.get(f"/users/{n}") for n in range(1, 11)))
+                statuses.extend(response.status_code for response in responses)
+                await asyncio.sleep(0.005)
+
+        workers = [asyncio.create_task(load()) for _ in range(4)]
+        try:
+            await asyncio.sleep(0.3)
+            with redis.Redis(port=old.port) as direct:
+                assert direct.wait(1, 5000) == 1
+            old.stop()  # SIGKILL
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    sentinel_server.failover()
+                    break
+                except redis.ResponseError:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.1)
+            while sentinel_server.current_master_port() != new.port:
+                assert time.monotonic() < deadline, "no failover"
+                await asyncio.sleep(0.02)
+            announced = time.monotonic()
+            hits = cache.stats.hits
+            while cache.stats.hits < hits + 20:  # hits again (not one lucky read)
+                assert time.monotonic() - announced < 10, "no cache hits after the failover"
+                await asyncio.sleep(0.02)
+            resumed = time.monotonic() - announced
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)
+    print(f"sentinel failover: {len(statuses)} requests, hits resumed {resumed * 1000:.0f} ms after the announcement")
+    assert statuses
+    assert {status for status in statuses if not 200 <= status < 300} == set()
+    assert resumed < 4, resumed  # 2 s is the target; margin for a loaded 2-core machine
