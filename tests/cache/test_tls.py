@@ -26,7 +26,8 @@ def other_ca(tmp_path: Path) -> Path:
 async def test_a_verified_connection_reads_and_writes(redis_tls_server: TLSRedisServer) -> None:
     backend = RedisBackend.from_url(redis_tls_server.url())
     try:
-        assert backend._reads is not None and backend._reads._ssl is not None  # reads go over TLS too
+        assert backend._reads is not None
+        assert backend._reads._ssl is not None
         await backend.set_many([Entry("tls:a", b"1", 10_000)])
         assert await backend.get_many(["tls:a", "tls:missing"]) == [b"1", None]
         await backend.ping()

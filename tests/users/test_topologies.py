@@ -1,4 +1,4 @@
-"""The service on a Redis Cluster and under Sentinel: deletes and healing really reach Redis; failovers cost no errors."""
+"""The service on a Redis Cluster and under Sentinel: deletes and healing reach Redis; failovers cost no errors."""
 
 from __future__ import annotations
 
@@ -73,9 +73,12 @@ def sentinel_server() -> Iterator[SentinelServer]:
         server.close()
 
 
-async def test_a_sentinel_failover_under_load_costs_no_errors(sentinel_server: SentinelServer, sqlite_path: str) -> None:
+async def test_a_sentinel_failover_under_load_costs_no_errors(
+    sentinel_server: SentinelServer, sqlite_path: str
+) -> None:
     old, new = sentinel_server.master, sentinel_server.replica
-    assert old is not None and new is not None
+    assert old is not None
+    assert new is not None
     settings = Settings(redis_url=sentinel_server.url, database_url=f"sqlite:///{sqlite_path}", cache_timeout_ms=100)
     app = create_app(settings)
     statuses: list[int] = []
