@@ -167,16 +167,17 @@ class CircuitBreakerBackend(CacheBackend):
         await self._call("delete", lambda: self.inner.delete_many(keys))
 
     async def ping(self) -> None:
-        """Ping the backend directly, bypassing an open circuit; a success closes it."""
+        """Ping the backend directly, bypassing an open circuit, and leave the circuit as it is.
+
+        A readiness probe is not traffic: it must not close an open circuit (or count towards opening one).
+        """
         try:
             await _within(self.timeout, self.inner.ping)
         except _LoopLagTimeoutError as exc:
             self.lag_timeouts += 1
             raise CacheBackendError(str(exc)) from exc
         except (CacheBackendError, TimeoutError) as exc:
-            self._on_failure(exc)
-            raise CacheBackendError(self.last_error) from exc
-        self._on_success()
+            raise CacheBackendError(str(exc) or type(exc).__name__) from exc
 
     async def close(self) -> None:  # noqa: D102
         await self.inner.close()

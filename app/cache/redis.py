@@ -8,17 +8,20 @@ from typing import TYPE_CHECKING, Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 from typing_extensions import override
 
 from app.cache.backend import HEADER_SIZE, CacheBackend, CacheBackendError
 from app.cache.multiplex import MultiplexedConnection
+from app.cache.nodes import NodeHealth
 from app.cache.sentinel import SENTINEL_SCHEME, SentinelURL
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Sequence
+
+    from redis.asyncio.cluster import ClusterNode
 
     from app.cache.backend import Entry
 
@@ -299,6 +302,45 @@ class RedisBackend(CacheBackend):
     async def ping(self) -> None:
         with _translate_errors():
             await self._client.ping()  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
+
+    async def nodes_health(self) -> list[NodeHealth]:
+        """Ping every master (a cluster's, or the one the sentinels name now) directly; never raises."""
+        client = self._client
+        try:
+            async with asyncio.timeout(self._node_timeout()):
+                if isinstance(client, RedisCluster):
+                    await client.initialize()
+                    masters = client.get_primaries()
+                    return list(
+                        await asyncio.gather(
+                            *(self._ping_node(f"{node.host}:{node.port}", client, node) for node in masters)
+                        )
+                    )
+                if self._sentinel is not None:
+                    pool = cast("SentinelConnectionPool", client.connection_pool)
+                    name = cast("str", pool.service_name)  # pyright: ignore[reportUnknownMemberType]
+                    host, port = await self._sentinel.discover_master(name)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+                    address = f"{host}:{port}"
+                else:
+                    options = client.connection_pool.connection_kwargs
+                    address = options.get("path") or f"{options.get('host', '127.0.0.1')}:{options.get('port', 6379)}"
+        except Exception as exc:  # noqa: BLE001 - reported, never raised
+            return [NodeHealth(address="?", role="master", status="down", error=type(exc).__name__)]
+        return [await self._ping_node(address, client, None)]
+
+    def _node_timeout(self) -> float:
+        return 1.0 if self._reads is None else max(self._reads.timeout * 2, 0.5)
+
+    async def _ping_node(self, address: str, client: Redis | RedisCluster, node: ClusterNode | None) -> NodeHealth:
+        try:
+            async with asyncio.timeout(self._node_timeout()):
+                if node is not None:
+                    await cast("RedisCluster", client).ping(target_nodes=node)  # pyright: ignore[reportUnknownMemberType]
+                else:
+                    await client.ping()  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
+        except Exception as exc:  # noqa: BLE001 - reported, never raised
+            return NodeHealth(address=address, role="master", status="down", error=type(exc).__name__)
+        return NodeHealth(address=address, role="master", status="ok")
 
     @override
     async def close(self) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 import redis
 from litestar.testing import AsyncTestClient
@@ -14,7 +15,7 @@ from app.config import Settings
 from app.server import create_app
 from app.users.caches import USER_BY_ID
 from tests.asgi import concurrent_client
-from tests.servers import SentinelServer
+from tests.servers import RedisServer, SentinelServer
 
 
 @pytest.fixture(params=["cluster", "sentinel"])
@@ -124,3 +125,39 @@ async def test_a_sentinel_failover_under_load_costs_no_errors(
     assert statuses
     assert {status for status in statuses if not 200 <= status < 300} == set()
     assert resumed < 4, resumed  # 2 s is the target; margin for a loaded 2-core machine
+
+
+async def test_readiness_reports_each_master_and_the_listener(
+    topology: tuple[Settings, redis.Redis | redis.RedisCluster],
+) -> None:
+    settings, _ = topology
+    app = create_app(msgspec.structs.replace(settings, cache_near_enabled=True))
+    async with AsyncTestClient(app) as client:
+        bus = app.state.cache_manager.bus
+        deadline = time.monotonic() + 10
+        while not bus.connected.is_set():
+            assert time.monotonic() < deadline, "the invalidation listener did not subscribe"
+            await asyncio.sleep(0.02)
+        cache = (await client.get("/health/ready")).json()["cache"]
+        assert cache["invalidations"] == "subscribed"
+        masters = cache["masters"]
+        assert len(masters) == (3 if settings.redis_cluster else 1)
+        assert {master["status"] for master in masters} == {"ok"}
+        metrics = (await client.get("/metrics")).text
+        assert 'cache_invalidation_subscribed{backend="redis"} 1.0' in metrics
+
+
+async def test_a_readiness_probe_leaves_an_open_breaker_open(redis_server: RedisServer, sqlite_path: str) -> None:
+    settings = Settings(redis_url=redis_server.url, database_url=f"sqlite:///{sqlite_path}", cache_timeout_ms=100)
+    app = create_app(settings)
+    async with AsyncTestClient(app) as client:
+        redis_server.stop()
+        for n in range(1, 6):
+            assert (await client.get(f"/users/{n}")).status_code == 200
+        breaker = app.state.cache_manager.breaker
+        assert breaker.state.value == "open"
+        redis_server.start()
+        ready = (await client.get("/health/ready")).json()["cache"]
+        assert ready["status"] == "ok"  # Redis answers again...
+        assert ready["breaker"] == "open"  # ...but only traffic closes the circuit
+        assert breaker.state.value == "open"
