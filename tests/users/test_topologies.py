@@ -15,7 +15,7 @@ from app.config import Settings
 from app.server import create_app
 from app.users.caches import USER_BY_ID
 from tests.asgi import concurrent_client
-from tests.servers import RedisServer, SentinelServer
+from tests.servers import RedisClusterServer, RedisServer, SentinelServer
 
 
 @pytest.fixture(params=["cluster", "sentinel"])
@@ -161,3 +161,64 @@ async def test_a_readiness_probe_leaves_an_open_breaker_open(redis_server: Redis
         assert ready["status"] == "ok"  # Redis answers again...
         assert ready["breaker"] == "open"  # ...but only traffic closes the circuit
         assert breaker.state.value == "open"
+
+
+@pytest.fixture
+def cluster_server() -> Iterator[RedisClusterServer]:
+    """A cluster of the test's own: the test kills a master."""
+    server = RedisClusterServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def test_a_cluster_failover_under_load_costs_no_errors(
+    cluster_server: RedisClusterServer, sqlite_path: str
+) -> None:
+    settings = Settings(
+        redis_url=cluster_server.url,
+        redis_cluster=True,
+        database_url=f"sqlite:///{sqlite_path}",
+        cache_timeout_ms=100,
+        cache_near_enabled=True,
+    )
+    app = create_app(settings)
+    statuses: list[int] = []
+    stop = asyncio.Event()
+    async with concurrent_client(app) as client:
+        for n in range(1, 11):
+            assert (await client.get(f"/users/{n}")).status_code == 200
+        cache = app.state.cache_manager.cache(USER_BY_ID)
+
+        async def load() -> None:
+            while not stop.is_set():
+                responses = await asyncio.gather(
+                    *(client.get(f"/users/{n}") for n in range(1, 11)),
+                    client.get("/users/batch", params={"ids": "1,2,3,4,5,6,7,8,9,10"}),
+                    client.patch("/users/5", json={"last_name": f"L{len(statuses)}"}),
+                )
+                statuses.extend(response.status_code for response in responses)
+                await asyncio.sleep(0.005)
+
+        workers = [asyncio.create_task(load()) for _ in range(4)]
+        try:
+            await asyncio.sleep(0.3)
+            victim = cluster_server.node_for(cache.key(1))
+            victim.stop()  # SIGKILL
+            await asyncio.to_thread(cluster_server.wait_ok, 30)
+            promoted = time.monotonic()
+            hits = cache.stats.hits
+            while cache.stats.hits < hits + 20:
+                assert time.monotonic() - promoted < 15, "no cache hits after the promotion"
+                await asyncio.sleep(0.02)
+            resumed = time.monotonic() - promoted
+            await asyncio.sleep(0.5)
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)
+        ready = (await client.get("/health/ready")).json()["cache"]
+    print(f"cluster failover: {len(statuses)} requests, hits again {resumed * 1000:.0f} ms after cluster_state:ok")
+    assert statuses
+    assert {status for status in statuses if not 200 <= status < 300} == set()
+    assert ready["invalidations"] == "subscribed"
