@@ -30,7 +30,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Everything the service can be configured with. Each field is read from the upper-case variable."""
 
     redis_url: str | None = None
-    """`redis://[:password@]host:port/db` or `rediss://...`; unset: the in-process memory backend."""
+    """`redis://[:password@]host:port/db`, `rediss://...` or
+    `redis+sentinel://[user:password@]host:port[,host:port...]/master_name[/db]`; unset: the memory backend."""
     redis_cluster: bool = False
     """Treat `REDIS_URL` as one node of a Redis Cluster."""
     database_url: str | None = None
