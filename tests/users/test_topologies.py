@@ -128,7 +128,7 @@ async def test_a_sentinel_failover_under_load_costs_no_errors(
 
 
 async def test_readiness_reports_each_master_and_the_listener(
-    topology: tuple[Settings, redis.Redis | redis.RedisCluster],
+    topology: tuple[Settings, redis.Redis | redis.RedisCluster], request: pytest.FixtureRequest
 ) -> None:
     settings, _ = topology
     app = create_app(msgspec.structs.replace(settings, cache_near_enabled=True))
@@ -143,6 +143,9 @@ async def test_readiness_reports_each_master_and_the_listener(
         masters = cache["masters"]
         assert len(masters) == (3 if settings.redis_cluster else 1)
         assert {master["status"] for master in masters} == {"ok"}
+        if not settings.redis_cluster:  # the master the sentinels name now
+            server: SentinelServer = request.getfixturevalue("redis_sentinel_server")
+            assert masters[0]["address"] == f"127.0.0.1:{server.current_master_port()}"
         metrics = (await client.get("/metrics")).text
         assert 'cache_invalidation_subscribed{backend="redis"} 1.0' in metrics
 
