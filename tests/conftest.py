@@ -118,7 +118,9 @@ def redis_sentinel_server() -> Iterator[SentinelServer]:
 @pytest.fixture
 def redis_sentinel_url(redis_sentinel_server: SentinelServer) -> str:
     """The shared Sentinel setup's URL, its master flushed."""
-    with redis.Redis(port=redis_sentinel_server.current_master_port()) as client:
+    port = redis_sentinel_server.current_master_port()
+    assert port is not None
+    with redis.Redis(port=port) as client:
         client.flushall()
     return redis_sentinel_server.url
 

@@ -174,7 +174,8 @@ class RedisClusterServer:
         slot = key_slot(key.encode())
         for node in self.masters():
             with redis.Redis(port=node.port, socket_timeout=0.5) as client:
-                for start, end, *_ in client.execute_command("CLUSTER", "SLOTS"):  # pyright: ignore[reportGeneralTypeIssues]
+                slots: list[list[int]] = client.execute_command("CLUSTER", "SLOTS")  # pyright: ignore[reportAssignmentType]
+                for start, end, *_ in slots:
                     if start <= slot <= end:
                         return node
         raise RuntimeError(f"no running master serves slot {slot}")
@@ -244,7 +245,7 @@ class SentinelServer:
         def ready() -> bool:
             for sentinel in self.sentinels:
                 with redis.Redis(port=sentinel.port, socket_timeout=0.5, decode_responses=True) as client:
-                    state = client.sentinel_master(self.master_name)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+                    state: dict[str, int] = client.sentinel_master(self.master_name)  # pyright: ignore[reportAssignmentType]
                     if state["num-slaves"] < 1 or state["num-other-sentinels"] < 2:
                         return False
             assert self.replica is not None

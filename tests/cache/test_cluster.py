@@ -130,6 +130,6 @@ async def test_any_client_error_becomes_a_backend_error(redis_cluster_url: str) 
         with pytest.raises(CacheBackendError, match="RuntimeError"):
             await backend.delete_many(["a"])
     finally:
-        del backend.client.mget_nonatomic
+        del backend.client.mget_nonatomic  # pyright: ignore[reportAttributeAccessIssue]
         del backend.client.pipeline
         await backend.close()

@@ -28,7 +28,9 @@ def topology(request: pytest.FixtureRequest) -> Iterator[tuple[Settings, redis.R
     else:
         url = request.getfixturevalue("redis_sentinel_url")
         server: SentinelServer = request.getfixturevalue("redis_sentinel_server")
-        direct = redis.Redis(port=server.current_master_port())
+        port = server.current_master_port()
+        assert port is not None
+        direct = redis.Redis(port=port)
     sqlite_path = request.getfixturevalue("sqlite_path")
     settings = Settings(
         redis_url=url, redis_cluster=request.param == "cluster", database_url=f"sqlite:///{sqlite_path}"
