@@ -335,7 +335,15 @@ class RedisBackend(CacheBackend):
         try:
             async with asyncio.timeout(self._node_timeout()):
                 if node is not None:
-                    await cast("RedisCluster", client).ping(target_nodes=node)  # pyright: ignore[reportUnknownMemberType]
+                    # A connection of its own: through the cluster client, a dead node would make redis-py rebuild
+                    # its node map (dropping live nodes' connections unclosed), and a timeout would desync a pooled one.
+                    connection = node.connection_class(**node.connection_kwargs)
+                    try:
+                        await connection.connect()
+                        await connection.send_command("PING")
+                        await connection.read_response()
+                    finally:
+                        await connection.disconnect()
                 else:
                     await client.ping()  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
         except Exception as exc:  # noqa: BLE001 - reported, never raised
