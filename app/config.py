@@ -12,6 +12,7 @@ import msgspec
 
 from app.cache.config import CacheConfig
 from app.cache.policy import CachePolicy
+from app.cache.sentinel import SENTINEL_SCHEME, SentinelURL
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -31,7 +32,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Everything the service can be configured with. Each field is read from the upper-case variable."""
 
     redis_url: str | None = None
-    """`redis://[:password@]host:port/db` or `rediss://...`; unset: the in-process memory backend."""
+    """`redis://[:password@]host:port/db`, `rediss://...` or
+    `redis+sentinel://[user:password@]host:port[,host:port...]/master_name[/db]`; unset: the memory backend."""
     redis_cluster: bool = False
     """Treat `REDIS_URL` as one node of a Redis Cluster."""
     database_url: str | None = None
@@ -102,6 +104,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     list of keys of 16 to 64 printable ASCII characters: the first signs, all verify (key rotation)."""
     metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     """Serve /metrics on this port (on HOST) instead of the API port."""
+    # Redis Sentinel (issue 14).
+    redis_sentinel_password: str | None = None
+    """The sentinels' own password, when `REDIS_URL` is `redis+sentinel://...` and they require one (the URL's
+    password is the master's)."""
 
     def __repr__(self) -> str:
         """The fields, with URL credentials redacted and the signing keys hidden."""
@@ -110,7 +116,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             value = getattr(self, name)
             if isinstance(value, str) and name.endswith("_url"):
                 value = redact_url(value)
-            elif name == "cache_signing_key" and value is not None:
+            elif name in {"cache_signing_key", "redis_sentinel_password"} and value is not None:
                 value = REDACTED
             shown.append(f"{name}={value!r}")
         return f"Settings({', '.join(shown)})"
@@ -145,8 +151,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         Raises:
             ConfigError: A URL has an unsupported scheme.
         """
-        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in {"redis", "rediss", "unix"}:
-            raise ConfigError(f"REDIS_URL: expected a redis:// or rediss:// URL, got {redact_url(self.redis_url)!r}")
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme == SENTINEL_SCHEME:
+            try:
+                SentinelURL.parse(self.redis_url)
+            except ValueError as exc:
+                raise ConfigError(f"REDIS_URL: {exc}, got {redact_url(self.redis_url)!r}") from None
+            if self.redis_cluster:
+                raise ConfigError("REDIS_CLUSTER: a redis+sentinel:// URL names a master, not a cluster")
+        elif self.redis_url is not None and urlsplit(self.redis_url).scheme not in {"redis", "rediss", "unix"}:
+            raise ConfigError(
+                "REDIS_URL: expected a redis://, rediss:// or redis+sentinel:// URL, "
+                f"got {redact_url(self.redis_url)!r}"
+            )
         if self.database_url is not None:
             scheme = urlsplit(self.database_url).scheme
             if scheme not in {"sqlite", "postgresql", "postgres"}:
@@ -182,6 +198,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return CacheConfig(
             url=self.redis_url,
             cluster=self.redis_cluster,
+            sentinel_password=self.redis_sentinel_password,
             prefix=self.cache_prefix,
             timeout=self.cache_timeout_ms / 1000,
             coalesce=self.cache_coalesce,

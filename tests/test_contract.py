@@ -53,7 +53,8 @@ def _assert_exclusion_refused(response: Any, case: schemathesis.Case) -> None:
     assert response.status_code == 400, response.text
     names = {error["name"] for error in response.json()["errors"]}
     # Stateful phases may also send values the schema refuses: then the 400 may name those parameters too.
-    assert names and names <= (case.query or {}).keys(), names
+    assert names, response.text
+    assert names <= (case.query or {}).keys(), names
 
 
 def _settings(database: Path) -> Settings:

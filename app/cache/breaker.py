@@ -168,16 +168,17 @@ class CircuitBreakerBackend(WrappingBackend):
 
     @override
     async def ping(self) -> None:
-        """Ping the backend directly, bypassing an open circuit; a success closes it."""
+        """Ping the backend directly, bypassing an open circuit, and leave the circuit as it is.
+
+        A readiness probe is not traffic: it must not close an open circuit (or count towards opening one).
+        """
         try:
             await _within(self.timeout, self.inner.ping)
         except _LoopLagTimeoutError as exc:
             self.lag_timeouts += 1
             raise CacheBackendError(str(exc)) from exc
         except (CacheBackendError, TimeoutError) as exc:
-            self._on_failure(exc)
-            raise CacheBackendError(self.last_error) from exc
-        self._on_success()
+            raise CacheBackendError(str(exc) or type(exc).__name__) from exc
 
 
 MAX_STRETCH = 10

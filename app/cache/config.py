@@ -15,9 +15,11 @@ class CacheConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Where the cache lives and how it behaves; `repr` hides the URL's credentials and the signing keys."""
 
     url: str | None = None
-    """`redis://...` or `rediss://...`; `None`: the in-process memory backend."""
+    """`redis://...`, `rediss://...` or `redis+sentinel://...`; `None`: the in-process memory backend."""
     cluster: bool = False
     """Treat `url` as one node of a Redis Cluster."""
+    sentinel_password: str | None = None
+    """The sentinels' own password, for a `redis+sentinel://` URL whose sentinels require one."""
     prefix: str = "cache"
     """Prepended to every key, to share one Redis between applications."""
     timeout: float = 0.1
@@ -45,6 +47,8 @@ class CacheConfig(msgspec.Struct, frozen=True, kw_only=True):
         if self.url is not None:
             shown["url"] = _redact(self.url)
         shown["signing_keys"] = f"<{len(self.signing_keys)} keys>"
+        if self.sentinel_password is not None:
+            shown["sentinel_password"] = "***"  # noqa: S105 - the mask, not a password
         return f"CacheConfig({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
 

@@ -14,6 +14,7 @@ from app.cache.breaker import CircuitBreakerBackend
 from app.cache.coalesce import CoalescingBackend
 from app.cache.memory import MemoryBackend
 from app.cache.near import NearCache
+from app.cache.nodes import NodeHealth, ReportsNodes
 from app.cache.null import NullBackend
 from app.cache.policy import CachePolicy
 from app.cache.signing import EntrySigner
@@ -80,6 +81,10 @@ class CacheHealth(msgspec.Struct, frozen=True, kw_only=True):
     """`ok`, or `degraded` when the backend does not answer (requests then go to the database)."""
     breaker: str
     error: str | None = None
+    masters: list[NodeHealth] | None = None
+    """Each master on its own (a cluster's, or the one the sentinels name now), when the backend is Redis."""
+    invalidations: str | None = None
+    """The near-cache invalidation listener: `subscribed`, `retrying`, `starting` or `stopped`; `None` without one."""
 
 
 class CacheManager:
@@ -153,7 +158,9 @@ class CacheManager:
                 from app.cache.invalidation import InvalidationBus  # noqa: PLC0415 - redis-py only when configured
                 from app.cache.redis import RedisBackend  # noqa: PLC0415
 
-                redis = RedisBackend.from_url(config.url, cluster=config.cluster)
+                redis = RedisBackend.from_url(
+                    config.url, cluster=config.cluster, sentinel_password=config.sentinel_password
+                )
                 backend = CircuitBreakerBackend(redis, timeout=config.timeout)
                 if config.coalesce:
                     backend = CoalescingBackend(backend)
@@ -221,11 +228,14 @@ class CacheManager:
         except CacheBackendError as exc:
             error = str(exc)
         breaker = self.breaker
+        reporter = _innermost(self.backend)
         return CacheHealth(
             backend=self.backend.name,
             status="ok" if error is None else "degraded",
             breaker=breaker.state.value if breaker else "none",
             error=error,
+            masters=await reporter.nodes_health() if isinstance(reporter, ReportsNodes) else None,
+            invalidations=self.bus.state if self.bus is not None else None,
         )
 
     def start(self) -> None:
@@ -240,3 +250,11 @@ class CacheManager:
         for _, cache in self._caches.values():
             await cache.drain()
         await self.backend.close()
+
+
+def _innermost(backend: CacheBackend) -> CacheBackend:
+    """The backend under every wrapper (breaker, coalescing, test doubles: anything with an `inner`)."""
+    inner: object = backend
+    while (next_inner := getattr(inner, "inner", None)) is not None:
+        inner = next_inner
+    return cast("CacheBackend", inner)
