@@ -47,7 +47,9 @@ class CacheConfig(msgspec.Struct, frozen=True, kw_only=True):
         if self.url is not None:
             shown["url"] = _redact(self.url)
         shown["signing_keys"] = f"<{len(self.signing_keys)} keys>"
-        if self.sentinel_password is not None:
+        if self.sentinel_password is None:
+            del shown["sentinel_password"]
+        else:
             shown["sentinel_password"] = "***"  # noqa: S105 - the mask, not a password
         return f"CacheConfig({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 

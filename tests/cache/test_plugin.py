@@ -185,3 +185,10 @@ def test_settings_describe_the_cache_config_with_the_existing_variables() -> Non
     assert config.timeout == 0.25
     assert config.signing_keys == ("a" * 16, "b" * 16)
     assert config.policy == CachePolicy(ttl=7, negative_ttl=0, stale_ttl=3) == settings.cache_policy
+
+
+def test_the_config_carries_the_sentinel_password_and_hides_it() -> None:
+    settings = Settings(redis_url="redis+sentinel://127.0.0.1:26379/mymaster", redis_sentinel_password="s3ntinel-pw")
+    config = settings.cache_config()
+    assert config.sentinel_password == "s3ntinel-pw"
+    assert "s3ntinel-pw" not in repr(config)
