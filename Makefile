@@ -11,7 +11,7 @@ FIND_UV = command -v uv 2>/dev/null || { test -x "$(HOME)/.local/bin/uv" && echo
 UV = $(shell $(FIND_UV))
 RUN = $(UV) run --frozen
 
-.PHONY: help install run test lint fmt typecheck lint-deploy check readme clean-data up down logs ps compose-check bench
+.PHONY: help install run test lint fmt typecheck lint-deploy check readme clean-data up down logs ps compose-check bench chaos
 
 help: ## List the targets
 	@if [ -t 1 ]; then colour='\033[36m'; plain='\033[0m'; else colour=; plain=; fi; \
@@ -53,6 +53,9 @@ readme: install ## Regenerate README.md's configuration table from the Settings 
 
 bench: install ## Benchmarks (needs wrk; BENCH_* in bench/README.md); only a full run writes bench/RESULTS.md
 	$(RUN) python -m bench.run
+
+chaos: install ## Chaos tests of issue 13: app instances over throw-away Redis + PostgreSQL, faults, stale-read checker
+	$(RUN) python -m tests.chaos $(CHAOS_ARGS)
 
 clean-data: ## Delete the local SQLite database (data/): the next `make run` starts again from the ten sample users
 	rm -rf data/

@@ -10,6 +10,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 
+from app.cache.config import CacheConfig
+from app.cache.policy import CachePolicy
+from app.cache.sentinel import SENTINEL_SCHEME, SentinelURL
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -28,7 +32,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Everything the service can be configured with. Each field is read from the upper-case variable."""
 
     redis_url: str | None = None
-    """`redis://[:password@]host:port/db` or `rediss://...`; unset: the in-process memory backend."""
+    """`redis://[:password@]host:port/db`, `rediss://...` or
+    `redis+sentinel://[user:password@]host:port[,host:port...]/master_name[/db]`; unset: the memory backend."""
     redis_cluster: bool = False
     """Treat `REDIS_URL` as one node of a Redis Cluster."""
     database_url: str | None = None
@@ -99,6 +104,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     list of keys of 16 to 64 printable ASCII characters: the first signs, all verify (key rotation)."""
     metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     """Serve /metrics on this port (on HOST) instead of the API port."""
+    # Redis Sentinel (issue 14).
+    redis_sentinel_password: str | None = None
+    """The sentinels' own password, when `REDIS_URL` is `redis+sentinel://...` and they require one (the URL's
+    password is the master's)."""
     # -- Consistency (issue 13): the staleness bound after an acknowledged write --
     cache_consistency_bound_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 1000
     """δ: once a write is acknowledged, no replica answers with an older version after this many milliseconds,
@@ -112,7 +121,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             value = getattr(self, name)
             if isinstance(value, str) and name.endswith("_url"):
                 value = redact_url(value)
-            elif name == "cache_signing_key" and value is not None:
+            elif name in {"cache_signing_key", "redis_sentinel_password"} and value is not None:
                 value = REDACTED
             shown.append(f"{name}={value!r}")
         return f"Settings({', '.join(shown)})"
@@ -147,8 +156,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         Raises:
             ConfigError: A URL has an unsupported scheme.
         """
-        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in {"redis", "rediss", "unix"}:
-            raise ConfigError(f"REDIS_URL: expected a redis:// or rediss:// URL, got {redact_url(self.redis_url)!r}")
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme == SENTINEL_SCHEME:
+            try:
+                SentinelURL.parse(self.redis_url)
+            except ValueError as exc:
+                raise ConfigError(f"REDIS_URL: {exc}, got {redact_url(self.redis_url)!r}") from None
+            if self.redis_cluster:
+                raise ConfigError("REDIS_CLUSTER: a redis+sentinel:// URL names a master, not a cluster")
+        elif self.redis_url is not None and urlsplit(self.redis_url).scheme not in {"redis", "rediss", "unix"}:
+            raise ConfigError(
+                "REDIS_URL: expected a redis://, rediss:// or redis+sentinel:// URL, "
+                f"got {redact_url(self.redis_url)!r}"
+            )
         if self.database_url is not None:
             scheme = urlsplit(self.database_url).scheme
             if scheme not in {"sqlite", "postgresql", "postgres"}:
@@ -168,6 +187,40 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         if self.database_url.startswith("sqlite:"):
             return self.database_url.removeprefix("sqlite:").removeprefix("//").removeprefix("/") or ":memory:"
         return None
+
+    @property
+    def cache_policy(self) -> CachePolicy:
+        """The default lifetimes of every typed cache (`CACHE_TTL_SECONDS`, `CACHE_NEGATIVE_TTL_SECONDS`, ...)."""
+        return CachePolicy(
+            ttl=self.cache_ttl_seconds,
+            negative_ttl=self.cache_negative_ttl_seconds,
+            stale_ttl=self.cache_stale_ttl_seconds,
+            early_refresh=self.cache_early_refresh,
+        )
+
+    def cache_config(self) -> CacheConfig:
+        """The cache plugin's configuration: `REDIS_URL`, `REDIS_CLUSTER` and the `CACHE_*` variables."""
+        return CacheConfig(
+            url=self.redis_url,
+            cluster=self.redis_cluster,
+            sentinel_password=self.redis_sentinel_password,
+            prefix=self.cache_prefix,
+            timeout=self.cache_timeout_ms / 1000,
+            coalesce=self.cache_coalesce,
+            enabled=self.cache_enabled,
+            memory_max_entries=self.cache_max_entries,
+            near=self.cache_near_enabled,
+            near_ttl=self.cache_near_ttl_seconds,
+            near_max_entries=self.cache_near_max_entries,
+            signing_keys=tuple(key.strip() for key in (self.cache_signing_key or "").split(",") if key.strip()),
+            policy=self.cache_policy,
+            consistency_bound=self.cache_consistency_bound_ms / 1000,
+            # Rows are kept as long as an entry they fence can live, plus the longest load and a minute.
+            consistency_retention=max(self.cache_ttl_seconds, self.cache_negative_ttl_seconds)
+            + self.cache_stale_ttl_seconds
+            + self.database_timeout_ms / 1000
+            + 60.0,
+        )
 
     def describe(self) -> str:
         """One log line describing the settings, with passwords redacted."""

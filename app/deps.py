@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-# Imported at run time: they become the providers' return annotations.
-from app.cache import CacheManager
+# Imported at run time: it becomes the provider's return annotation.
 from app.db import Database
 from app.di import state_providers
 
@@ -22,8 +21,9 @@ if TYPE_CHECKING:
 
 __all__ = ("SHARED", "dependencies")
 
-SHARED = {"cache_manager": CacheManager, "database": Database}
-"""What the lifespan puts on `state` for every domain, by name."""
+SHARED = {"database": Database}
+"""What the lifespan puts on `state` for every domain, by name (`CachePlugin` provides `cache_manager` and the
+typed caches)."""
 
 
 def dependencies(state: State, domains: Sequence[Domain]) -> dict[str, Provide]:

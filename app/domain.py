@@ -52,7 +52,8 @@ class Domain:
     controllers: Sequence[ControllerRouterHandler] = ()
     """Controllers, routers and handlers mounted on the application."""
     caches: Sequence[CacheSpec[Any, Any]] = ()
-    """The typed caches the domain declares; the lifespan builds each on the application's `CacheManager`."""
+    """The typed caches the domain declares: `CachePlugin` builds each on the application's `CacheManager` at
+    start-up and injects it by its name (`CacheSpec.dependency`)."""
     provides: Mapping[str, Any] = field(default_factory=dict[str, Any])
     """Name to type of every object `services` returns: each becomes a zero-parameter provider of that name
     (handlers take it as `Injected[T]`). Names are unique across domains."""

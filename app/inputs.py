@@ -147,7 +147,7 @@ def _handler_checks(route: HTTPRoute, handler: HTTPRouteHandler, schema_path: st
     query_ints = tuple(
         (kwarg.query if isinstance(kwarg := field.kwarg_definition, ParameterKwarg) and kwarg.query else name)
         for name, field in handler.parsed_fn_signature.parameters.items()
-        if field.annotation is int and name not in route.path_parameters
+        if field.annotation in (int, int | None) and name not in route.path_parameters
     )
     generated_options = handler.http_methods == {"OPTIONS"} and not handler.include_in_schema
     return _Checks(

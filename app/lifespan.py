@@ -1,6 +1,7 @@
-"""Open and close everything that holds a connection: the cache backend and manager, the database.
+"""Open and close the database, and build every domain's objects over it and the cache manager on `app.state`.
 
-Between the two, every domain's objects are built over them and put on `app.state`.
+The cache manager and the typed caches are `CachePlugin`'s (app/cache/plugin.py): its lifespan runs before
+this one, so the manager is on `app.state` when the domains are built, and is closed after the database.
 """
 
 from __future__ import annotations
@@ -13,17 +14,6 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from app.cache import (
-    CacheFence,
-    CacheManager,
-    CircuitBreakerBackend,
-    CoalescingBackend,
-    EntrySigner,
-    InvalidationBus,
-    MemoryBackend,
-    NullBackend,
-    RedisBackend,
-)
 from app.config import redact_url
 from app.db import UnavailableDatabase, dialect_of, migrate, open_database
 from app.db.outbox import DatabaseOutbox
@@ -33,72 +23,19 @@ if TYPE_CHECKING:
 
     from litestar import Litestar
 
-    from app.cache import CacheBackend
+    from app.cache import CacheManager
     from app.config import Settings
     from app.db import Database
     from app.domain import Domain
 
 __all__ = (
     "EXIT_DATABASE_UNREACHABLE",
-    "build_cache_manager",
     "connect_database",
     "lifespan",
     "open_migrated_database",
 )
 
 logger = logging.getLogger("app")
-
-
-def build_cache_manager(settings: Settings, backend: CacheBackend | None = None) -> CacheManager:
-    """Build the cache manager from settings. Nothing connects until the first cache call.
-
-    Args:
-        settings: The application settings.
-        backend: Use this backend instead of the one the settings describe (tests inject faulty ones).
-    """
-    bus = None
-    fence = _fence(settings)
-    if backend is None:
-        if not settings.cache_enabled:
-            backend = NullBackend()
-        elif settings.redis_url is None:
-            backend = MemoryBackend(max_entries=settings.cache_max_entries)
-        else:
-            redis = RedisBackend.from_url(settings.redis_url, cluster=settings.redis_cluster)
-            backend = CircuitBreakerBackend(redis, timeout=settings.cache_timeout_ms / 1000)
-            if settings.cache_coalesce:
-                backend = CoalescingBackend(backend)
-            if settings.cache_near_enabled:
-                ping = 1.0 if fence is None else min(1.0, fence.bound / 4)  # a hung subscription is noticed within δ
-                bus = InvalidationBus(redis.client, f"{settings.cache_prefix}:invalidations", ping_interval=ping)
-            reads = redis.reads
-            if fence is not None and reads is not None:
-                reads.on_connect = fence.revoke
-                fence.probe = lambda: reads.execute("PING")
-    return CacheManager(
-        backend,
-        prefix=settings.cache_prefix,
-        default_ttl=settings.cache_ttl_seconds,
-        default_negative_ttl=settings.cache_negative_ttl_seconds,
-        default_stale_ttl=settings.cache_stale_ttl_seconds,
-        default_early_refresh=settings.cache_early_refresh,
-        bus=bus,
-        near_ttl=settings.cache_near_ttl_seconds,
-        near_max_entries=settings.cache_near_max_entries,
-        signer=EntrySigner.from_setting(settings.cache_signing_key) if settings.cache_signing_key else None,
-        fence=fence,
-    )
-
-
-def _fence(settings: Settings) -> CacheFence | None:
-    """The consistency fence (`CACHE_CONSISTENCY_BOUND_MS`); `None` when it is off or nothing is cached."""
-    if not settings.cache_consistency_bound_ms or not settings.cache_enabled:
-        return None
-    longest_entry = max(settings.cache_ttl_seconds, settings.cache_negative_ttl_seconds)
-    longest_entry += settings.cache_stale_ttl_seconds
-    # Rows are kept as long as an entry they fence can live, plus the longest load (database timeout) and a minute.
-    retention = longest_entry + settings.database_timeout_ms / 1000 + 60.0
-    return CacheFence(bound=settings.cache_consistency_bound_ms / 1000, retention=retention)
 
 
 EXIT_DATABASE_UNREACHABLE = 3
@@ -231,24 +168,9 @@ def _use_database(app: Litestar, domains: Sequence[Domain], database: Database) 
             app.state[name] = value
 
 
-def _start_caches(app: Litestar, settings: Settings, domains: Sequence[Domain], stack: AsyncExitStack) -> CacheManager:
-    """Build and start the cache manager with every domain's typed caches, on `app.state`; closed by `stack`.
-
-    The one place the application's caches are set up (the cache plugin is to replace it).
-    """
-    manager = build_cache_manager(settings, app.state.get("cache_backend"))
-    stack.push_async_callback(manager.close)
-    manager.start()
-    for domain in domains:
-        for spec in domain.caches:
-            manager.cache(spec)
-    app.state.cache_manager = manager
-    return manager
-
-
 @asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncGenerator[None]:
-    """Create the cache manager, the database and every domain's objects over them (on `app.state`); close in reverse.
+    """Open the database and build every domain's objects over it and the cache manager (on `app.state`).
 
     The first database connection is tried once before serving. If it fails, start-up completes anyway (so
     `/health/live` answers), database-bound requests answer 503, and a background task retries with backoff
@@ -258,7 +180,7 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None]:
     domains: Sequence[Domain] = app.state.domains
     started = time.monotonic()
     async with AsyncExitStack() as stack:
-        manager = _start_caches(app, settings, domains, stack)
+        manager: CacheManager = app.state.cache_manager  # built and started by `CachePlugin`, whose lifespan runs first
         database = await connect_database(settings, domains, first_attempt_only=True, started=started)
         connecting = database is None
         if database is None:

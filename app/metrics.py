@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from litestar import Litestar
 
+    from app.cache import InvalidationBus
     from app.config import Settings
 
 __all__ = (
@@ -104,6 +105,8 @@ class CacheMetricsCollector:
     - `cache_<field>_total{cache}` for every other `CacheStats` field (`loads`, `coalesced`, `errors`, ...);
     - `cache_backend_reads_total{backend}` and `cache_batched_reads_total{backend}`: what request coalescing
       did (backend reads sent, and reads that rode along with another read of the same tick), when it is on;
+    - `cache_invalidation_subscribed{backend}` and `cache_invalidation_failures_total{backend}`: the near-cache
+      invalidation listener, when the near cache is on;
     - `cache_breaker_state{backend,state}`: 1 for the circuit breaker's current state, 0 for the others;
     - `cache_breaker_lag_timeouts_total{backend}`: calls that timed out while the event loop lagged (not failures);
     - `cache_operation_duration_seconds{backend,operation}`: backend call latency, as the breaker measures it.
@@ -144,6 +147,8 @@ class CacheMetricsCollector:
         yield from counters.values()
         if isinstance(manager.backend, CoalescingBackend):
             yield from _coalescing(manager.backend)
+        if manager.bus is not None:
+            yield from _invalidations(manager.bus, manager.backend.name)
         breaker = manager.breaker
         if breaker is None:
             return
@@ -169,6 +174,23 @@ class CacheMetricsCollector:
             ("backend", "operation"),
             {(breaker.name, operation): histogram for operation, histogram in breaker.latency.items()},
         )
+
+
+def _invalidations(bus: InvalidationBus, backend: str) -> Iterator[Metric]:
+    subscribed = GaugeMetricFamily(
+        "cache_invalidation_subscribed",
+        "1 while the near-cache invalidation listener is subscribed (near caches on), else 0.",
+        labels=("backend",),
+    )
+    subscribed.add_metric((backend,), 1.0 if bus.connected.is_set() else 0.0)
+    failures = CounterMetricFamily(
+        "cache_invalidation_failures",
+        "Near-cache invalidation subscriptions lost or refused (each is retried with backoff).",
+        labels=("backend",),
+    )
+    failures.add_metric((backend,), bus.failures)
+    yield subscribed
+    yield failures
 
 
 def _coalescing(backend: CoalescingBackend) -> Iterator[Metric]:

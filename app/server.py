@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Contact
 
+from app.cache.plugin import CachePlugin
 from app.deps import dependencies
 from app.docs import docs_assets, render_plugins
 from app.domains import DOMAINS
@@ -45,7 +46,7 @@ def create_app(
     domains = DOMAINS if domains is None else tuple(domains)
     if len({domain.name for domain in domains}) != len(domains):
         raise ValueError(f"domain names must be unique: {[domain.name for domain in domains]}")
-    state = State({"settings": settings, "domains": domains, "cache_backend": cache_backend})
+    state = State({"settings": settings, "domains": domains})
     strict_inputs = StrictInputs()
     app = Litestar(
         # With METRICS_PORT set, /metrics is served only there (app.metrics.metrics_port_server), not here.
@@ -56,6 +57,10 @@ def create_app(
             *([metrics] if settings.metrics_port is None else []),
         ],
         dependencies=dependencies(state, domains),
+        # The plugin's lifespan runs first: it puts the cache manager on `state` before `lifespan` builds the domains.
+        plugins=[
+            CachePlugin(settings.cache_config(), [spec for d in domains for spec in d.caches], backend=cache_backend)
+        ],
         lifespan=[lifespan, metrics_port_server],
         state=state,
         exception_handlers=exception_handlers,

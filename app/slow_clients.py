@@ -12,6 +12,7 @@ import asyncio
 import functools
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import override
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 if TYPE_CHECKING:
@@ -50,24 +51,29 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.close()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # noqa: D102
+    @override
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(self._header_timeout)
 
-    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+    @override
+    def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
-    def on_message_begin(self) -> None:  # noqa: D102
+    @override
+    def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._read_timer is None:  # the first request keeps the deadline armed when the connection opened
             self._arm(self._header_timeout)
 
-    def on_headers_complete(self) -> None:  # noqa: D102
+    @override
+    def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self._arm(self._body_timeout)
 
-    def on_message_complete(self) -> None:  # noqa: D102
+    @override
+    def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
 

@@ -28,10 +28,9 @@ import msgspec
 import uvloop
 from redis.asyncio import Redis
 
-from app.cache import Cache, CacheBackend, CircuitBreakerBackend, MemoryBackend, RedisBackend
+from app.cache import Cache, CacheBackend, CacheManager, CachePolicy, CircuitBreakerBackend, MemoryBackend, RedisBackend
 from app.cache.codec import ValueCodec
 from app.config import Settings
-from app.lifespan import build_cache_manager
 from app.users.caches import USER_BY_ID
 from app.users.models import User
 from bench.fixtures import sample_users, synthetic_users
@@ -47,7 +46,7 @@ Op: TypeAlias = Callable[[int], Awaitable[None]]
 BATCH = 100
 """Keys per `get_many` / MGET."""
 
-SERVICE = "Service config (build_cache_manager + USER_BY_ID, Redis)"
+SERVICE = "Service config (CacheManager.from_config + USER_BY_ID, Redis)"
 
 
 class LibRow(msgspec.Struct, kw_only=True):
@@ -89,8 +88,7 @@ def _typed_cache(backend: CacheBackend, prefix: str) -> Cache[int, User]:
         namespace="user",
         key_type=int,
         value_type=User,
-        ttl=300,
-        negative_ttl=30,
+        policy=CachePolicy(ttl=300, negative_ttl=30),
         prefix=prefix,
         version_of=_user_version,
     )
@@ -133,7 +131,9 @@ class _Fixture:
         # Exactly what the service builds from its settings (today: coalescing + breaker + Redis), with and
         # without the near cache; whatever the lifespan adds later is measured too.
         self.managers = [
-            build_cache_manager(Settings(redis_url=redis_url, cache_prefix="bench-lib-svc", cache_near_enabled=near))
+            CacheManager.from_config(
+                Settings(redis_url=redis_url, cache_prefix="bench-lib-svc", cache_near_enabled=near).cache_config()
+            )
             for near in (False, True)
         ]
         self.service, self.service_near = (manager.cache(USER_BY_ID) for manager in self.managers)

@@ -27,7 +27,7 @@ CALLS = 2000
 
 def _cache(backend: CacheBackend, signer: EntrySigner | None) -> Cache[int, User]:
     return Cache(
-        backend, namespace="user", key_type=int, value_type=User, ttl=300, prefix="bench-sign", signer=signer,
+        backend, namespace="user", key_type=int, value_type=User, prefix="bench-sign", signer=signer,
         version_of=lambda user: user.version,
     )  # fmt: skip
 

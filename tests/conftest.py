@@ -23,7 +23,10 @@ from tests.servers import (
     HOW_TO_PROVIDE_POSTGRES_LONG,
     HOW_TO_PROVIDE_REDIS,
     PostgresServer,
+    RedisClusterServer,
     RedisServer,
+    SentinelServer,
+    TLSRedisServer,
     docker_available,
     postgres_bindir,
 )
@@ -76,14 +79,81 @@ def redis_server() -> Iterator[RedisServer]:
         server.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+def _need_redis_server() -> None:
+    if not shutil.which("redis-server"):
+        pytest.fail(HOW_TO_PROVIDE_REDIS + " Cluster, Sentinel and TLS tests need the redis-server binary.")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_server() -> Iterator[RedisClusterServer]:
+    """A 6-node Redis Cluster shared by the run (tests that fail a node start their own)."""
+    _need_redis_server()
+    server = RedisClusterServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_server: RedisClusterServer) -> str:
+    """The shared cluster, every master flushed."""
+    for node in redis_cluster_server.masters():
+        with redis.Redis(port=node.port) as client:
+            client.flushall()
+    return redis_cluster_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_server() -> Iterator[SentinelServer]:
+    """A Sentinel setup (1 master, 1 replica, 3 sentinels) shared by the run (fault tests start their own)."""
+    _need_redis_server()
+    server = SentinelServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_sentinel_url(redis_sentinel_server: SentinelServer) -> str:
+    """The shared Sentinel setup's URL, its master flushed."""
+    port = redis_sentinel_server.current_master_port()
+    assert port is not None
+    with redis.Redis(port=port) as client:
+        client.flushall()
+    return redis_sentinel_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server() -> Iterator[TLSRedisServer]:
+    """A TLS-only redis-server whose certificate a CA made for this run signed."""
+    _need_redis_server()
+    server = TLSRedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _redis_backend_url(request: pytest.FixtureRequest, kind: str) -> tuple[str, bool]:
+    """The URL of a flushed server of `kind` (redis, cluster, sentinel) and whether it is a cluster."""
+    if kind == "cluster":
+        return request.getfixturevalue("redis_cluster_url"), True
+    if kind == "sentinel":
+        return request.getfixturevalue("redis_sentinel_url"), False
+    request.getfixturevalue("redis_client")  # flushes the database
+    return request.getfixturevalue("redis_url"), False
+
+
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[CacheBackend]:
-    """Each backend in turn, empty."""
+    """Each backend in turn, empty: memory, and Redis standalone, Cluster and Sentinel."""
     if request.param == "memory":
         yield MemoryBackend(max_entries=10_000)
         return
-    request.getfixturevalue("redis_client")  # flushes the database
-    backend = CircuitBreakerBackend(RedisBackend.from_url(request.getfixturevalue("redis_url")), timeout=1.0)
+    url, cluster = _redis_backend_url(request, request.param)
+    backend = CircuitBreakerBackend(RedisBackend.from_url(url, cluster=cluster), timeout=1.0)
     try:
         yield backend
     finally:
@@ -95,16 +165,16 @@ def sqlite_path(tmp_path: Path) -> str:
     return str(tmp_path / "users.db")
 
 
-@pytest.fixture(params=["memory-sqlite", "redis-sqlite", "redis-postgres"])
+@pytest.fixture(params=["memory-sqlite", "redis-sqlite", "redis-postgres", "cluster-sqlite", "sentinel-sqlite"])
 def settings(request: pytest.FixtureRequest, sqlite_path: str) -> Settings:
-    """Settings for an app on each cache backend and database, all fresh."""
+    """Settings for an app on each cache backend (memory, Redis standalone, Cluster, Sentinel) and database."""
     cache, database = request.param.split("-")
     redis_url = None
-    if cache == "redis":
-        request.getfixturevalue("redis_client")
-        redis_url = request.getfixturevalue("redis_url")
+    cluster = False
+    if cache != "memory":
+        redis_url, cluster = _redis_backend_url(request, cache)
     database_url = f"sqlite:///{sqlite_path}" if database == "sqlite" else request.getfixturevalue("postgres_url")
-    return Settings(redis_url=redis_url, database_url=database_url, cache_timeout_ms=1000)
+    return Settings(redis_url=redis_url, redis_cluster=cluster, database_url=database_url, cache_timeout_ms=1000)
 
 
 @pytest.fixture

@@ -14,8 +14,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 HOW_TO_PROVIDE_REDIS = (
     "Redis tests need a server: install redis-server (apt-get install redis-server), "
@@ -80,6 +84,230 @@ class RedisServer:
 
     def close(self) -> None:
         self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError(HOW_TO_PROVIDE_REDIS)
+    return binary
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except (redis.RedisError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class RedisClusterServer:
+    """A 6-node Redis Cluster (3 masters, 3 replicas) of `redis-server` children on free loopback ports.
+
+    `cluster-node-timeout` is short so that a killed master's replica is promoted within a few seconds.
+    """
+
+    node_timeout_ms: int = 1000
+    nodes: list[RedisServer] = field(default_factory=list[RedisServer])
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    def start(self) -> RedisClusterServer:
+        extra = (
+            "--cluster-enabled", "yes", "--cluster-node-timeout", str(self.node_timeout_ms),
+            "--cluster-config-file", "nodes.conf", "--cluster-replica-validity-factor", "0",
+        )  # fmt: skip
+        # The bus port defaults to port + 10000, which may be taken or out of range: each node gets a free one.
+        self.nodes = [RedisServer(extra_args=(*extra, "--cluster-port", str(free_port()))).start() for _ in range(6)]
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("a Redis Cluster needs redis-cli (it comes with redis-server)")
+        addresses = [f"127.0.0.1:{port}" for port in self.ports]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        self.wait_ok()
+        return self
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Wait until every running node reports `cluster_state:ok` and knows 3 masters with slots."""
+
+        def ok() -> bool:
+            for node in self.nodes:
+                if node.process is None:
+                    continue
+                with redis.Redis(port=node.port, socket_timeout=0.5) as client:
+                    info = client.cluster("info")  # pyright: ignore[reportUnknownMemberType]
+                    if info.get("cluster_state") != "ok":  # pyright: ignore[reportUnknownMemberType]
+                        return False
+            return True
+
+        _wait_until(ok, timeout, "cluster_state:ok on every node")
+
+    def masters(self) -> list[RedisServer]:
+        """The running nodes that are masters now."""
+        result: list[RedisServer] = []
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            with redis.Redis(port=node.port, socket_timeout=0.5) as client:
+                if client.info("replication")["role"] == "master":  # pyright: ignore[reportUnknownMemberType, reportIndexIssue]
+                    result.append(node)
+        return result
+
+    def node_for(self, key: str) -> RedisServer:
+        """The running master that serves `key` now."""
+        slot = key_slot(key.encode())
+        for node in self.masters():
+            with redis.Redis(port=node.port, socket_timeout=0.5) as client:
+                slots: list[list[int]] = client.execute_command("CLUSTER", "SLOTS")  # pyright: ignore[reportAssignmentType]
+                for start, end, *_ in slots:
+                    if start <= slot <= end:
+                        return node
+        raise RuntimeError(f"no running master serves slot {slot}")
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+
+def key_slot(key: bytes) -> int:
+    """The cluster hash slot of `key` (CRC16 of the hash tag, mod 16384), as redis-py computes it."""
+    from redis.crc import key_slot as _key_slot
+
+    return _key_slot(key)
+
+
+@dataclass
+class SentinelServer:
+    """One master, one replica and 3 sentinels (quorum 2), `redis-server` children on free loopback ports."""
+
+    master_name: str = "mymaster"
+    down_after_ms: int = 1000
+    failover_timeout_ms: int = 3000
+    master: RedisServer | None = None
+    replica: RedisServer | None = None
+    sentinels: list[RedisServer] = field(default_factory=list[RedisServer])
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.master_name}/0"
+
+    def start(self) -> SentinelServer:
+        self.master = RedisServer().start()
+        self.replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(self.master.port))).start()
+        for _ in range(3):
+            sentinel = RedisServer()
+            config = sentinel.workdir / "sentinel.conf"
+            config.write_text(
+                f"port {sentinel.port}\nbind 127.0.0.1\nsentinel resolve-hostnames no\n"
+                f"sentinel monitor {self.master_name} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.master_name} {self.failover_timeout_ms}\n"
+                f"sentinel parallel-syncs {self.master_name} 1\n"
+                f"dir {sentinel.workdir}\nlogfile {sentinel.workdir / 'sentinel.log'}\n"
+            )
+            sentinel.process = subprocess.Popen([_redis_binary(), str(config), "--sentinel"])
+            wait_for_redis(f"redis://127.0.0.1:{sentinel.port}")
+            self.sentinels.append(sentinel)
+        self.wait_ready()
+        return self
+
+    def current_master_port(self) -> int | None:
+        """The master's port as the first running sentinel sees it."""
+        for sentinel in self.sentinels:
+            if sentinel.process is None:
+                continue
+            with redis.Redis(port=sentinel.port, socket_timeout=0.5) as client:
+                address = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
+                if address:
+                    return int(address[1])  # pyright: ignore[reportIndexIssue, reportUnknownArgumentType]
+        return None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until every sentinel knows the replica and the other sentinels, and the replica is in sync."""
+
+        def ready() -> bool:
+            for sentinel in self.sentinels:
+                with redis.Redis(port=sentinel.port, socket_timeout=0.5, decode_responses=True) as client:
+                    state: dict[str, int] = client.sentinel_master(self.master_name)  # pyright: ignore[reportAssignmentType]
+                    if state["num-slaves"] < 1 or state["num-other-sentinels"] < 2:
+                        return False
+            assert self.replica is not None
+            with redis.Redis(port=self.replica.port, socket_timeout=0.5) as client:
+                return client.info("replication")["master_link_status"] == "up"  # pyright: ignore[reportIndexIssue]
+
+        _wait_until(ready, timeout, "sentinels to see the replica and each other")
+
+    def failover(self) -> None:
+        """`SENTINEL FAILOVER` on the first sentinel."""
+        with redis.Redis(port=self.sentinels[0].port, socket_timeout=2) as client:
+            client.execute_command("SENTINEL", "FAILOVER", self.master_name)
+
+    def close(self) -> None:
+        for server in [*self.sentinels, self.master, self.replica]:
+            if server is not None:
+                server.close()
+
+
+@dataclass
+class TLSRedisServer:
+    """A `redis-server` that speaks only TLS, with a certificate from a CA made for the test (trustme)."""
+
+    port: int = field(default_factory=free_port)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="redis-tls-test-")))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ca_path(self) -> Path:
+        return self.workdir / "ca.pem"
+
+    def url(self, ca: Path | None = None, *, cert_reqs: str | None = None) -> str:
+        """A `rediss://` URL that trusts `ca` (default: this server's CA)."""
+        query = f"ssl_ca_certs={ca or self.ca_path}"
+        if cert_reqs is not None:
+            query += f"&ssl_cert_reqs={cert_reqs}"
+        return f"rediss://127.0.0.1:{self.port}/0?{query}"
+
+    def start(self) -> TLSRedisServer:
+        import trustme
+
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        cert.cert_chain_pems[0].write_to_path(str(self.workdir / "cert.pem"))
+        cert.private_key_pem.write_to_path(str(self.workdir / "key.pem"))
+        args = [
+            _redis_binary(), "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
+            "--tls-cert-file", str(self.workdir / "cert.pem"), "--tls-key-file", str(self.workdir / "key.pem"),
+            "--tls-ca-cert-file", str(self.ca_path), "--tls-auth-clients", "no",
+            "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
+            "--logfile", str(self.workdir / "redis.log"),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(args)
+        wait_for_redis(self.url())
+        return self
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

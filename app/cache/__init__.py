@@ -18,6 +18,7 @@ from app.cache.manager import CacheHealth, CacheManager, CacheSpec
 from app.cache.memory import MemoryBackend
 from app.cache.near import NearCache
 from app.cache.null import NullBackend
+from app.cache.policy import CachePolicy
 from app.cache.signing import EntrySigner
 from app.cache.stats import CacheStats
 from app.cache.typed import Cache
@@ -34,6 +35,7 @@ __all__ = (
     "CacheFence",
     "CacheHealth",
     "CacheManager",
+    "CachePolicy",
     "CacheSpec",
     "CacheStats",
     "CircuitBreakerBackend",

@@ -2,48 +2,15 @@
 
 from __future__ import annotations
 
-import struct
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, NamedTuple
+
+from typing_extensions import override
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = (
-    "ENTRY_FORMAT",
-    "HEADER_SIZE",
-    "CacheBackend",
-    "CacheBackendError",
-    "Entry",
-    "entry_header",
-    "stored_version",
-)
-
-_HEADER = struct.Struct(">BBQBQ")
-_ARRAY_OF_3 = 0x93
-_ARRAY_OF_2 = 0x92
-_UINT64 = 0xCF
-
-ENTRY_FORMAT = b"entry-3"
-"""Names the layout `entry_header` describes. It is part of every cache key's fingerprint
-(`app.cache.codec.schema_fingerprint`), so a deploy that changes the layout reads none of the old entries.
-`entry-3`: an absent entry with `fresh_until_ms` 1 is a fence marker (a miss), which `entry-2` readers would
-take for "absent"."""
-
-HEADER_SIZE = _HEADER.size
-"""Bytes before the value in a stored entry (19)."""
-
-
-def entry_header(version: int, fresh_until_ms: int, *, present: bool) -> bytes:
-    """The first `HEADER_SIZE` bytes of a stored entry.
-
-    A stored entry is the msgpack array `[version, fresh_until_ms, value]`, or `[version, fresh_until_ms]`
-    for a cached absence, so one msgpack decode reads all of it. Both integers are written as 9-byte uint64
-    (msgpack allows a wider form than needed), which puts the version at a fixed place, bytes 2 to 9, big
-    endian: the Lua compare-and-set and the memory backend read it there without decoding the value (Lua
-    reads it as a double, so versions are compared exactly below 2**53).
-    """
-    return _HEADER.pack(_ARRAY_OF_3 if present else _ARRAY_OF_2, _UINT64, version, _UINT64, fresh_until_ms)
+__all__ = ("CacheBackend", "CacheBackendError", "Entry", "WrappingBackend")
 
 
 class CacheBackendError(Exception):
@@ -82,7 +49,7 @@ class CacheBackend(ABC):
     async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
         """Store each entry unless the stored value carries a newer version (an equal one is replaced).
 
-        Values written this way start with `entry_header`, which holds their version; a stored value
+        Values written this way start with `app.cache.entry.entry_header`, which holds their version; a stored value
         without a readable version is replaced.
 
         Returns:
@@ -102,8 +69,43 @@ class CacheBackend(ABC):
         """Release what the backend owns. Idempotent."""
 
 
-def stored_version(value: bytes | None) -> int | None:
-    """Return the version in a stored entry's header, or `None` if it has none."""
-    if value is None or len(value) < HEADER_SIZE or value[0] not in (_ARRAY_OF_2, _ARRAY_OF_3) or value[1] != _UINT64:
-        return None
-    return int.from_bytes(value[2:10])
+class WrappingBackend(CacheBackend):
+    """A backend that delegates every call to `inner`: the base of decorators (breaker, coalescing, faults).
+
+    A subclass overrides only the calls it changes; `name` is the wrapped backend's.
+    """
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: CacheBackend) -> None:
+        """Wrap `inner`."""
+        self.inner = inner
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The wrapped backend's name."""
+        return self.inner.name
+
+    @override
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self.inner.get_many(keys)
+
+    @override
+    async def set_many(self, entries: Sequence[Entry]) -> None:
+        await self.inner.set_many(entries)
+
+    @override
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
+        return await self.inner.set_many_if_newer(entries, versions)
+
+    @override
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        await self.inner.delete_many(keys)
+
+    @override
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    @override
+    async def close(self) -> None:
+        await self.inner.close()

@@ -8,13 +8,15 @@ import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
-from app.cache.backend import CacheBackend, CacheBackendError
+from typing_extensions import override
+
+from app.cache.backend import CacheBackendError, WrappingBackend
 from app.cache.stats import LatencyHistogram
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from app.cache.backend import Entry
+    from app.cache.backend import CacheBackend, Entry
 
 __all__ = ("BreakerState", "CircuitBreakerBackend")
 
@@ -34,7 +36,7 @@ class BreakerState(StrEnum):
     """One probe call is in flight; the others fail at once."""
 
 
-class CircuitBreakerBackend(CacheBackend):
+class CircuitBreakerBackend(WrappingBackend):
     """Wrap a backend: bound each call by `timeout`, stop calling it after repeated failures.
 
     After `failure_threshold` consecutive failures the circuit opens and every call raises
@@ -55,7 +57,6 @@ class CircuitBreakerBackend(CacheBackend):
         "_opened_at",
         "_probing",
         "failure_threshold",
-        "inner",
         "lag_timeouts",
         "last_error",
         "latency",
@@ -81,7 +82,7 @@ class CircuitBreakerBackend(CacheBackend):
             reset_timeout: Seconds the circuit stays open before a probe.
             clock: Monotonic seconds; tests inject their own.
         """
-        self.inner = inner
+        super().__init__(inner)
         self.timeout = timeout
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
@@ -95,11 +96,6 @@ class CircuitBreakerBackend(CacheBackend):
         self.latency: dict[str, LatencyHistogram] = {
             op: LatencyHistogram() for op in ("get", "set", "set_if_newer", "delete", "ping")
         }
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        """The wrapped backend's name."""
-        return self.inner.name
 
     @property
     def state(self) -> BreakerState:
@@ -154,32 +150,35 @@ class CircuitBreakerBackend(CacheBackend):
             self._opened_at = None
         self._failures = 0
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:  # noqa: D102
+    @override
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return await self._call("get", lambda: self.inner.get_many(keys))
 
-    async def set_many(self, entries: Sequence[Entry]) -> None:  # noqa: D102
+    @override
+    async def set_many(self, entries: Sequence[Entry]) -> None:
         await self._call("set", lambda: self.inner.set_many(entries))
 
-    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:  # noqa: D102
+    @override
+    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
         return await self._call("set_if_newer", lambda: self.inner.set_many_if_newer(entries, versions))
 
-    async def delete_many(self, keys: Sequence[str]) -> None:  # noqa: D102
+    @override
+    async def delete_many(self, keys: Sequence[str]) -> None:
         await self._call("delete", lambda: self.inner.delete_many(keys))
 
+    @override
     async def ping(self) -> None:
-        """Ping the backend directly, bypassing an open circuit; a success closes it."""
+        """Ping the backend directly, bypassing an open circuit, and leave the circuit as it is.
+
+        A readiness probe is not traffic: it must not close an open circuit (or count towards opening one).
+        """
         try:
             await _within(self.timeout, self.inner.ping)
         except _LoopLagTimeoutError as exc:
             self.lag_timeouts += 1
             raise CacheBackendError(str(exc)) from exc
         except (CacheBackendError, TimeoutError) as exc:
-            self._on_failure(exc)
-            raise CacheBackendError(self.last_error) from exc
-        self._on_success()
-
-    async def close(self) -> None:  # noqa: D102
-        await self.inner.close()
+            raise CacheBackendError(str(exc) or type(exc).__name__) from exc
 
 
 MAX_STRETCH = 10

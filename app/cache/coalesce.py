@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
-from app.cache.backend import CacheBackend, CacheBackendError
+from app.cache.backend import CacheBackendError, WrappingBackend
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from app.cache.backend import Entry
+    from app.cache.backend import CacheBackend
 
 __all__ = ("CoalescingBackend",)
 
 
-class CoalescingBackend(CacheBackend):
+class CoalescingBackend(WrappingBackend):
     """Wrap a backend so concurrent `get_many` calls of one tick become one call (a DataLoader for reads).
 
     The first caller of a tick becomes the leader: it yields once to the event loop, so that every request
@@ -26,21 +26,16 @@ class CoalescingBackend(CacheBackend):
     round trip instead of 100. Writes pass straight through.
     """
 
-    __slots__ = ("_pending", "batched_calls", "batches", "inner")
+    __slots__ = ("_pending", "batched_calls", "batches")
 
     def __init__(self, inner: CacheBackend) -> None:
         """Wrap `inner`."""
-        self.inner = inner
+        super().__init__(inner)
         self._pending: list[tuple[Sequence[str], asyncio.Future[list[bytes | None]]]] | None = None
         self.batches = 0
         """Backend reads sent (`cache_backend_reads_total` in /metrics)."""
         self.batched_calls = 0
         """Callers whose read rode along with another caller's (`cache_batched_reads_total` in /metrics)."""
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        """The wrapped backend's name."""
-        return self.inner.name
 
     @override
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -79,23 +74,3 @@ class CoalescingBackend(CacheBackend):
         for _, future in followers:
             if not future.done():
                 future.set_exception(error)
-
-    @override
-    async def set_many(self, entries: Sequence[Entry]) -> None:
-        await self.inner.set_many(entries)
-
-    @override
-    async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
-        return await self.inner.set_many_if_newer(entries, versions)
-
-    @override
-    async def delete_many(self, keys: Sequence[str]) -> None:
-        await self.inner.delete_many(keys)
-
-    @override
-    async def ping(self) -> None:
-        await self.inner.ping()
-
-    @override
-    async def close(self) -> None:
-        await self.inner.close()

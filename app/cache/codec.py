@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
 import msgspec
 
-from app.cache.backend import ENTRY_FORMAT
+from app.cache.entry import schema_fingerprint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,15 +47,6 @@ def key_encoder_for(key_type: type[K]) -> Callable[[K], str]:
         return _KEY_ENCODERS[key_type]
     except KeyError:
         raise TypeError(f"no key encoder for {key_type!r}: pass key_encoder=") from None
-
-
-def schema_fingerprint(value_type: Any, layout: bytes = b"") -> str:
-    """Return 8 hex digits that change whenever `value_type`'s msgspec schema changes.
-
-    `ENTRY_FORMAT` and `layout` (the rest of the entry layout, such as a signature tag) go into it too.
-    """
-    schema = msgspec.json.encode(msgspec.json.schema(value_type), order="sorted")
-    return hashlib.blake2b(ENTRY_FORMAT + layout + schema, digest_size=4).hexdigest()
 
 
 class ValueCodec(Generic[V]):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import msgspec
@@ -11,16 +12,21 @@ import msgspec
 from app.cache.backend import CacheBackendError
 from app.cache.breaker import CircuitBreakerBackend
 from app.cache.coalesce import CoalescingBackend
+from app.cache.fence import CacheFence
+from app.cache.memory import MemoryBackend
 from app.cache.near import NearCache
+from app.cache.nodes import NodeHealth, ReportsNodes
+from app.cache.null import NullBackend
+from app.cache.policy import CachePolicy
+from app.cache.signing import EntrySigner
 from app.cache.typed import Cache
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from app.cache.backend import CacheBackend
-    from app.cache.fence import CacheFence
+    from app.cache.config import CacheConfig
     from app.cache.invalidation import InvalidationBus
-    from app.cache.signing import EntrySigner
     from app.cache.stats import CacheStats
 
 __all__ = ("CacheHealth", "CacheManager", "CacheSpec")
@@ -40,19 +46,32 @@ class CacheSpec(Generic[K, V]):
     namespace: str
     key_type: type[K]
     value_type: type[V]
-    ttl: float | None = None
-    """Seconds; `None` takes the manager's default."""
-    negative_ttl: float | None = None
-    """Seconds an "absent" entry lives; `None` takes the manager's default, 0 disables."""
+    policy: Mapping[str, float] = field(default_factory=dict[str, float])
+    """Fields of the manager's `CachePolicy` this cache overrides, e.g. `{"ttl": 60.0, "stale_ttl": 0.0}`."""
     version_of: Callable[[V], int] | None = None
     key_encoder: Callable[[K], str] | None = None
-    stale_ttl: float | None = None
-    """Seconds past `ttl` an entry may be served while one caller refreshes it (stale-while-revalidate);
-    `None` takes the manager's default, 0 disables."""
-    early_refresh: float | None = None
-    """Probabilistic early refresh strength (0 off, 1 typical); `None` takes the manager's default."""
     near: bool = False
     """Put an in-process near cache (L1) in front of the backend, when the manager has one configured."""
+    name: str | None = None
+    """The name a handler asks for this cache by (`CachePlugin`); default: the namespace, `-` and `.` as `_`."""
+
+    def __post_init__(self) -> None:
+        """Refuse overrides of fields `CachePolicy` does not have.
+
+        Raises:
+            ValueError: An unknown field in `policy`.
+        """
+        if unknown := self.policy.keys() - set(CachePolicy.__struct_fields__):
+            raise ValueError(f"cache {self.namespace!r}: CachePolicy has no field {sorted(unknown)}")
+
+    @property
+    def dependency(self) -> str:
+        """The name of this cache's dependency: `name`, or the namespace with `-` and `.` as `_`."""
+        return self.name or self.namespace.replace("-", "_").replace(".", "_")
+
+    def policy_over(self, default: CachePolicy) -> CachePolicy:
+        """`default` with this spec's overrides."""
+        return msgspec.structs.replace(default, **self.policy) if self.policy else default
 
 
 class CacheHealth(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +82,10 @@ class CacheHealth(msgspec.Struct, frozen=True, kw_only=True):
     """`ok`, or `degraded` when the backend does not answer (requests then go to the database)."""
     breaker: str
     error: str | None = None
+    masters: list[NodeHealth] | None = None
+    """Each master on its own (a cluster's, or the one the sentinels name now), when the backend is Redis."""
+    invalidations: str | None = None
+    """The near-cache invalidation listener: `subscribed`, `retrying`, `starting` or `stopped`; `None` without one."""
 
 
 class CacheManager:
@@ -73,14 +96,10 @@ class CacheManager:
         "backend",
         "bus",
         "clock",
-        "default_early_refresh",
-        "default_negative_ttl",
-        "default_stale_ttl",
-        "default_ttl",
         "fence",
-        "jitter",
         "near_max_entries",
         "near_ttl",
+        "policy",
         "prefix",
         "signer",
     )
@@ -90,11 +109,7 @@ class CacheManager:
         backend: CacheBackend,
         *,
         prefix: str = "cache",
-        default_ttl: float = 300.0,
-        default_negative_ttl: float = 30.0,
-        jitter: float = 0.1,
-        default_stale_ttl: float = 0.0,
-        default_early_refresh: float = 0.0,
+        policy: CachePolicy | None = None,
         bus: InvalidationBus | None = None,
         near_ttl: float = 5.0,
         near_max_entries: int = 10_000,
@@ -107,11 +122,7 @@ class CacheManager:
         Args:
             backend: The backend every cache of this manager uses, usually a `CircuitBreakerBackend`.
             prefix: Prepended to every key, to share one Redis between applications.
-            default_ttl: Seconds, for specs that set none.
-            default_negative_ttl: Seconds, for specs that set none.
-            jitter: TTL jitter fraction for every cache.
-            default_stale_ttl: Stale-while-revalidate window, for specs that set none.
-            default_early_refresh: Early refresh strength, for specs that set none.
+            policy: The default lifetimes; each spec overrides what it names. Default `CachePolicy()`.
             bus: Cross-process invalidation; specs with `near=True` get a near cache only when there is one.
             near_ttl: Seconds a near-cache entry lives at most.
             near_max_entries: Size bound of each near cache.
@@ -121,11 +132,7 @@ class CacheManager:
         """
         self.backend = backend
         self.prefix = prefix
-        self.default_ttl = default_ttl
-        self.default_negative_ttl = default_negative_ttl
-        self.jitter = jitter
-        self.default_stale_ttl = default_stale_ttl
-        self.default_early_refresh = default_early_refresh
+        self.policy = CachePolicy() if policy is None else policy
         self.bus = bus
         self.near_ttl = near_ttl
         self.near_max_entries = near_max_entries
@@ -133,6 +140,58 @@ class CacheManager:
         self.signer = signer
         self.fence = fence
         self._caches: dict[str, tuple[CacheSpec[Any, Any], Cache[Any, Any]]] = {}
+
+    @classmethod
+    def from_config(cls, config: CacheConfig, backend: CacheBackend | None = None) -> CacheManager:
+        """Build a manager and its backend from `config`. Nothing connects until the first cache call.
+
+        Without a URL the backend is the memory backend (a `NullBackend` when `enabled` is off); with one, Redis
+        (imported only then) behind the circuit breaker and, with `coalesce`, request coalescing; with `near`,
+        an invalidation bus on the same client. With `consistency_bound`, a `CacheFence` every cache obeys,
+        revoked whenever the Redis read connection reconnects; it has no outbox until the application sets its
+        `reader`.
+
+        Args:
+            config: Where the cache lives and how it behaves.
+            backend: Use this backend instead of the one `config` describes (tests inject faulty ones).
+        """
+        bus = None
+        fence = None
+        if config.enabled and config.consistency_bound > 0:
+            fence = CacheFence(bound=config.consistency_bound, retention=config.consistency_retention)
+        if backend is None:
+            if not config.enabled:
+                backend = NullBackend()
+            elif config.url is None:
+                backend = MemoryBackend(max_entries=config.memory_max_entries)
+            else:
+                from app.cache.invalidation import InvalidationBus  # noqa: PLC0415 - redis-py only when configured
+                from app.cache.redis import RedisBackend  # noqa: PLC0415
+
+                redis = RedisBackend.from_url(
+                    config.url, cluster=config.cluster, sentinel_password=config.sentinel_password
+                )
+                backend = CircuitBreakerBackend(redis, timeout=config.timeout)
+                if config.coalesce:
+                    backend = CoalescingBackend(backend)
+                if config.near:
+                    # With a fence, a hung subscription is noticed within δ.
+                    ping = 1.0 if fence is None else min(1.0, fence.bound / 4)
+                    bus = InvalidationBus(redis.client, f"{config.prefix}:invalidations", ping_interval=ping)
+                reads = redis.reads
+                if fence is not None and reads is not None:
+                    reads.on_connect = fence.revoke
+                    fence.probe = lambda: reads.execute("PING")
+        return cls(
+            backend,
+            prefix=config.prefix,
+            policy=config.policy,
+            bus=bus,
+            near_ttl=config.near_ttl,
+            near_max_entries=config.near_max_entries,
+            signer=EntrySigner([key.encode() for key in config.signing_keys]) if config.signing_keys else None,
+            fence=fence,
+        )
 
     def cache(self, spec: CacheSpec[K, V]) -> Cache[K, V]:
         """Return the cache for `spec`, building it on first use.
@@ -154,14 +213,10 @@ class CacheManager:
             namespace=spec.namespace,
             key_type=spec.key_type,
             value_type=spec.value_type,
-            ttl=spec.ttl or self.default_ttl,
-            negative_ttl=self.default_negative_ttl if spec.negative_ttl is None else spec.negative_ttl,
-            jitter=self.jitter,
+            policy=spec.policy_over(self.policy),
             prefix=self.prefix,
             key_encoder=spec.key_encoder,
             version_of=spec.version_of,
-            stale_ttl=self.default_stale_ttl if spec.stale_ttl is None else spec.stale_ttl,
-            early_refresh=self.default_early_refresh if spec.early_refresh is None else spec.early_refresh,
             near=near,
             bus=self.bus,
             clock=self.clock,
@@ -193,11 +248,14 @@ class CacheManager:
         except CacheBackendError as exc:
             error = str(exc)
         breaker = self.breaker
+        reporter = _innermost(self.backend)
         return CacheHealth(
             backend=self.backend.name,
             status="ok" if error is None else "degraded",
             breaker=breaker.state.value if breaker else "none",
             error=error,
+            masters=await reporter.nodes_health() if isinstance(reporter, ReportsNodes) else None,
+            invalidations=self.bus.state if self.bus is not None else None,
         )
 
     def start(self) -> None:
@@ -216,3 +274,11 @@ class CacheManager:
         for _, cache in self._caches.values():
             await cache.drain()
         await self.backend.close()
+
+
+def _innermost(backend: CacheBackend) -> CacheBackend:
+    """The backend under every wrapper (breaker, coalescing, test doubles: anything with an `inner`)."""
+    inner: object = backend
+    while (next_inner := getattr(inner, "inner", None)) is not None:
+        inner = next_inner
+    return cast("CacheBackend", inner)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
-from app.cache.backend import CacheBackend, stored_version
+from app.cache.backend import CacheBackend
+from app.cache.entry import stored_version
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import hiredis
 from redis.asyncio import ConnectionPool, SSLConnection
+from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
 __all__ = ("MultiplexedConnection", "RedisReplyError")
 
@@ -134,7 +135,17 @@ def _retrieve_exception(future: asyncio.Future[Any]) -> None:
 class MultiplexedConnection:
     """A lazily opened Redis connection shared by all callers (see the module docstring)."""
 
-    __slots__ = ("_connecting", "_handshake", "_protocol", "_ssl", "_target", "connects", "on_connect", "timeout")
+    __slots__ = (
+        "_connecting",
+        "_handshake",
+        "_protocol",
+        "_resolve",
+        "_ssl",
+        "_target",
+        "connects",
+        "on_connect",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -147,6 +158,7 @@ class MultiplexedConnection:
         password: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 0.5,
+        resolve: Callable[[], Awaitable[tuple[str, int]]] | None = None,
     ) -> None:
         """Describe the connection; nothing connects until the first command.
 
@@ -160,8 +172,11 @@ class MultiplexedConnection:
             ssl_context: TLS when given.
             timeout: Seconds a connect may take, and seconds without any reply while commands are pending
                 before the connection is considered dead.
+            resolve: Asked for the address (instead of `host` and `port`) before every connect, within
+                `timeout`: a Sentinel's current master, so a reconnect follows a failover.
         """
         self._target = (host, port, path)
+        self._resolve = resolve
         self._ssl = ssl_context
         self.timeout = timeout
         handshake: list[bytes] = []
@@ -225,6 +240,8 @@ class MultiplexedConnection:
         protocol = _Protocol(loop, self.timeout)
         try:
             async with asyncio.timeout(self.timeout):
+                if self._resolve is not None:
+                    host, port = await self._resolve()
                 if path is not None:
                     await loop.create_unix_connection(lambda: protocol, path, ssl=self._ssl)
                 else:
@@ -233,7 +250,7 @@ class MultiplexedConnection:
         except TimeoutError as exc:
             protocol.abort(ConnectionError("connect timed out"))
             raise ConnectionError(f"connecting to Redis timed out after {self.timeout * 1000:.0f} ms") from exc
-        except OSError as exc:
+        except (OSError, RedisError) as exc:
             raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
         except RedisReplyError:
             protocol.abort(ConnectionError("handshake refused"))

@@ -1,4 +1,4 @@
-"""Redis and Redis Cluster backend: MGET over a multiplexed connection, pipelined `SET PX` over a pool."""
+"""Redis backend (standalone, Cluster, Sentinel): MGET over a multiplexed connection, pipelined writes over a pool."""
 
 from __future__ import annotations
 
@@ -8,15 +8,21 @@ from typing import TYPE_CHECKING, Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError
 from typing_extensions import override
 
-from app.cache.backend import HEADER_SIZE, CacheBackend, CacheBackendError
-from app.cache.multiplex import MultiplexedConnection, RedisReplyError
+from app.cache.backend import CacheBackend, CacheBackendError
+from app.cache.entry import HEADER_SIZE
+from app.cache.multiplex import MultiplexedConnection
+from app.cache.nodes import NodeHealth
+from app.cache.sentinel import SENTINEL_SCHEME, SentinelURL
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Sequence
+
+    from redis.asyncio.cluster import ClusterNode
 
     from app.cache.backend import Entry
 
@@ -39,9 +45,13 @@ return 1
 
 @contextmanager
 def _translate_errors() -> Generator[None]:
+    # Anything: redis-py, hiredis and uvloop raise more than their documented errors mid-failover (seen:
+    # AttributeError from a connection closed under a pipeline, RuntimeError "handler is closed").
     try:
         yield
-    except (TimeoutError, RedisError, RedisReplyError, OSError) as exc:
+    except CacheBackendError:
+        raise
+    except Exception as exc:  # cancellation (a BaseException) passes through
         raise CacheBackendError(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -61,7 +71,7 @@ class RedisBackend(CacheBackend):
     owns and closes.
     """
 
-    __slots__ = ("_client", "_cluster", "_owns_client", "_reads", "_set_if_newer", "chunk_size")
+    __slots__ = ("_client", "_cluster", "_owns_client", "_reads", "_sentinel", "_set_if_newer", "chunk_size")
 
     name = "redis"
 
@@ -72,6 +82,7 @@ class RedisBackend(CacheBackend):
         reads: MultiplexedConnection | None = None,
         chunk_size: int = 500,
         owns_client: bool = False,
+        sentinel: Sentinel | None = None,
     ) -> None:
         """Wrap a client.
 
@@ -80,8 +91,10 @@ class RedisBackend(CacheBackend):
             reads: A connection to the same standalone server for reads, closed with the backend.
             chunk_size: Keys per MGET / commands per pipeline round; larger batches are split.
             owns_client: Close the client in `close()`.
+            sentinel: The Sentinel that `client`'s pool asks for the master (closed with an owned client).
         """
         self._client = client
+        self._sentinel = sentinel
         self._cluster = isinstance(client, RedisCluster)
         self._reads = reads
         self._owns_client = owns_client
@@ -98,17 +111,32 @@ class RedisBackend(CacheBackend):
         pool_timeout: float = 0.05,
         socket_timeout: float = 0.5,
         chunk_size: int = 500,
+        sentinel_password: str | None = None,
     ) -> RedisBackend:
         """Build a backend with its own client (and pool). Connects lazily, on first use.
 
         Args:
-            url: A `redis://` or `rediss://` URL.
+            url: A `redis://` or `rediss://` URL, or `redis+sentinel://[user:password@]host:port[,host:port...]/
+                master_name[/db]`: reads, writes and pub/sub then go to the master the sentinels name, asked
+                again on every new connection, so they follow a failover.
             cluster: Treat the URL as one node of a Redis Cluster.
             max_connections: Pool size (per node on a cluster).
             pool_timeout: How long a call waits for a free connection before failing.
             socket_timeout: Connect and read timeout of one command.
             chunk_size: See the constructor.
+            sentinel_password: The sentinels' own password (`redis+sentinel://` only).
+
+        Raises:
+            ValueError: A malformed `redis+sentinel://` URL.
         """
+        if url.startswith(f"{SENTINEL_SCHEME}:"):
+            return cls._from_sentinel_url(
+                SentinelURL.parse(url),
+                sentinel_password=sentinel_password,
+                max_connections=max_connections,
+                socket_timeout=socket_timeout,
+                chunk_size=chunk_size,
+            )
         # One immediate retry survives a connection that died while idle; the circuit breaker handles the rest.
         retry = Retry(NoBackoff(), 1)
         client: Redis | RedisCluster
@@ -138,6 +166,46 @@ class RedisBackend(CacheBackend):
                 owns_client=True,
             )
         return cls(client, chunk_size=chunk_size, owns_client=True)
+
+    @classmethod
+    def _from_sentinel_url(
+        cls,
+        parsed: SentinelURL,
+        *,
+        sentinel_password: str | None,
+        max_connections: int,
+        socket_timeout: float,
+        chunk_size: int,
+    ) -> RedisBackend:
+        sentinel = Sentinel(
+            list(parsed.sentinels),
+            sentinel_kwargs={
+                "password": sentinel_password,
+                "socket_timeout": socket_timeout,
+                "socket_connect_timeout": socket_timeout,
+            },
+            db=parsed.db,
+            username=parsed.username,
+            password=parsed.password,
+            retry=Retry(NoBackoff(), 1),
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+        )
+        client = sentinel.master_for(parsed.master_name, max_connections=max_connections)  # pyright: ignore[reportUnknownMemberType]
+        client.auto_close_connection_pool = True
+
+        async def master_address() -> tuple[str, int]:
+            host, port = await sentinel.discover_master(parsed.master_name)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+            return str(host), int(port)  # pyright: ignore[reportUnknownArgumentType]
+
+        reads = MultiplexedConnection(
+            db=parsed.db,
+            username=parsed.username,
+            password=parsed.password,
+            timeout=socket_timeout,
+            resolve=master_address,
+        )
+        return cls(client, reads=reads, chunk_size=chunk_size, owns_client=True, sentinel=sentinel)
 
     @property
     def reads(self) -> MultiplexedConnection | None:
@@ -190,10 +258,7 @@ class RedisBackend(CacheBackend):
         with _translate_errors():
             for chunk in _chunks(list(zip(entries, versions, strict=True)), self.chunk_size):
                 if self._cluster:
-                    # Cluster pipelines cannot run scripts; run them concurrently instead.
-                    results = await asyncio.gather(
-                        *(self._set_if_newer(keys=[e.key], args=[e.value, v, e.ttl_ms]) for e, v in chunk)
-                    )
+                    results = await self._set_if_newer_on_cluster(chunk)
                 else:
                     # `async with` resets the pipeline on every exit: redis-py loads scripts outside its own
                     # cleanup, so a failed SCRIPT EXISTS would otherwise leave the pipeline holding a connection.
@@ -208,20 +273,88 @@ class RedisBackend(CacheBackend):
                 written.extend(bool(result) for result in results)
         return written
 
+    async def _set_if_newer_on_cluster(self, chunk: Sequence[tuple[Entry, int]]) -> list[Any]:
+        """One EVALSHA per key in one cluster pipeline: redis-py sends one pipelined batch per node, concurrently.
+
+        Cluster pipelines cannot load scripts, so a node that does not know the script yet (new, or restarted)
+        makes the whole chunk load it on every master and run again (the script is idempotent).
+        """
+        sha = self._set_if_newer.sha
+        for attempt in range(2):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for entry, version in chunk:
+                    pipe.execute_command("EVALSHA", sha, 1, entry.key, entry.value, version, entry.ttl_ms)  # pyright: ignore[reportUnknownMemberType]
+                try:
+                    return await pipe.execute()
+                except NoScriptError:
+                    if attempt:
+                        raise
+            await self._client.script_load(_SET_IF_NEWER)  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
+        raise AssertionError("unreachable")
+
     @override
     async def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:
             return
         with _translate_errors():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.unlink(key)  # pyright: ignore[reportUnknownMemberType]
-                await pipe.execute()
+            for chunk in _chunks(keys, self.chunk_size):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for key in chunk:
+                        # Not `pipe.unlink`: on a cluster pipeline that is a coroutine, and one never awaited.
+                        pipe.execute_command("UNLINK", key)  # pyright: ignore[reportUnknownMemberType]
+                    await pipe.execute()
 
     @override
     async def ping(self) -> None:
         with _translate_errors():
             await self._client.ping()  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
+
+    async def nodes_health(self) -> list[NodeHealth]:
+        """Ping every master (a cluster's, or the one the sentinels name now) directly; never raises."""
+        client = self._client
+        try:
+            async with asyncio.timeout(self._node_timeout()):
+                if isinstance(client, RedisCluster):
+                    await client.initialize()
+                    masters = client.get_primaries()
+                    return list(
+                        await asyncio.gather(
+                            *(self._ping_node(f"{node.host}:{node.port}", client, node) for node in masters)
+                        )
+                    )
+                if self._sentinel is not None:
+                    pool = cast("SentinelConnectionPool", client.connection_pool)
+                    name = cast("str", pool.service_name)  # pyright: ignore[reportUnknownMemberType]
+                    host, port = await self._sentinel.discover_master(name)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+                    address = f"{host}:{port}"
+                else:
+                    options = client.connection_pool.connection_kwargs
+                    address = options.get("path") or f"{options.get('host', '127.0.0.1')}:{options.get('port', 6379)}"
+        except Exception as exc:  # noqa: BLE001 - reported, never raised
+            return [NodeHealth(address="?", role="master", status="down", error=type(exc).__name__)]
+        return [await self._ping_node(address, client, None)]
+
+    def _node_timeout(self) -> float:
+        return 1.0 if self._reads is None else max(self._reads.timeout * 2, 0.5)
+
+    async def _ping_node(self, address: str, client: Redis | RedisCluster, node: ClusterNode | None) -> NodeHealth:
+        try:
+            async with asyncio.timeout(self._node_timeout()):
+                if node is not None:
+                    # A connection of its own: through the cluster client, a dead node would make redis-py rebuild
+                    # its node map (dropping live nodes' connections unclosed), and a timeout would desync a pooled one.
+                    connection = node.connection_class(**node.connection_kwargs)
+                    try:
+                        await connection.connect()
+                        await connection.send_command("PING")
+                        await connection.read_response()
+                    finally:
+                        await connection.disconnect()
+                else:
+                    await client.ping()  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
+        except Exception as exc:  # noqa: BLE001 - reported, never raised
+            return NodeHealth(address=address, role="master", status="down", error=type(exc).__name__)
+        return NodeHealth(address=address, role="master", status="ok")
 
     @override
     async def close(self) -> None:
@@ -231,3 +364,6 @@ class RedisBackend(CacheBackend):
             self._owns_client = False
             with _translate_errors():
                 await self._client.aclose()
+                if self._sentinel is not None:
+                    for sentinel in self._sentinel.sentinels:  # pyright: ignore[reportUnknownVariableType, reportUnknownMemberType]
+                        await sentinel.aclose()  # pyright: ignore[reportUnknownMemberType]

@@ -7,36 +7,31 @@ from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
-from app.cache.backend import CacheBackend, CacheBackendError
+from app.cache.backend import CacheBackendError, WrappingBackend
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from app.cache.backend import Entry
+    from app.cache.backend import CacheBackend, Entry
 
 __all__ = ("FaultyBackend",)
 
 
-class FaultyBackend(CacheBackend):
+class FaultyBackend(WrappingBackend):
     """Wrap a backend and make its calls fail or slow down on demand.
 
     Set `failing = True` to make every call raise `CacheBackendError`, and `latency` (seconds) to delay
     every call. `calls` counts the calls that reached the wrapper, by operation.
     """
 
-    __slots__ = ("calls", "failing", "inner", "latency")
+    __slots__ = ("calls", "failing", "latency")
 
     def __init__(self, inner: CacheBackend, *, failing: bool = False, latency: float = 0.0) -> None:
         """Wrap `inner`, healthy unless told otherwise."""
-        self.inner = inner
+        super().__init__(inner)
         self.failing = failing
         self.latency = latency
         self.calls: dict[str, int] = {}
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        """The wrapped backend's name."""
-        return self.inner.name
 
     async def _enter(self, operation: str) -> None:
         self.calls[operation] = self.calls.get(operation, 0) + 1
@@ -69,7 +64,3 @@ class FaultyBackend(CacheBackend):
     async def ping(self) -> None:
         await self._enter("ping")
         await self.inner.ping()
-
-    @override
-    async def close(self) -> None:
-        await self.inner.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from typing_extensions import override
+
 from app.db.errors import DatabaseUnavailableError
 
 if TYPE_CHECKING:
@@ -122,32 +124,41 @@ class UnavailableDatabase(Database):
         self.reason = reason
 
     @property
-    def dialect(self) -> Dialect:  # noqa: D102
+    @override
+    def dialect(self) -> Dialect:
         return self._dialect
 
     def _raise(self) -> DatabaseUnavailableError:
         return DatabaseUnavailableError(self.reason)
 
-    async def fetch(self, query: str, *args: Any) -> list[Row]:  # noqa: D102
+    @override
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
         raise self._raise()
 
-    async def fetchrow(self, query: str, *args: Any) -> Row | None:  # noqa: D102
+    @override
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:
         raise self._raise()
 
-    async def fetchval(self, query: str, *args: Any) -> Any:  # noqa: D102
+    @override
+    async def fetchval(self, query: str, *args: Any) -> Any:
         raise self._raise()
 
-    async def fetch_any(self, query: str, values: Sequence[Any], *, sql_type: str) -> list[Row]:  # noqa: D102
+    @override
+    async def fetch_any(self, query: str, values: Sequence[Any], *, sql_type: str) -> list[Row]:
         raise self._raise()
 
-    async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:  # noqa: D102
+    @override
+    async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:
         raise self._raise()
 
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]:  # noqa: D102
+    @override
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         raise self._raise()
 
-    async def ping(self) -> None:  # noqa: D102
+    @override
+    async def ping(self) -> None:
         raise self._raise()
 
-    async def close(self) -> None:  # noqa: D102
+    @override
+    async def close(self) -> None:
         return

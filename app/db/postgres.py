@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
+from typing_extensions import override
 
 from app.db.base import Database, Row, Transaction
 from app.db.dialect import POSTGRESQL, Dialect
@@ -108,11 +109,13 @@ class PostgresDatabase(Database):
         return cls(pool, timeout=operation_timeout, acquire_timeout=acquire_timeout)
 
     @property
-    def dialect(self) -> Dialect:  # noqa: D102
+    @override
+    def dialect(self) -> Dialect:
         return POSTGRESQL
 
+    @override
     @asynccontextmanager
-    async def transaction(self) -> AsyncGenerator[Transaction]:  # noqa: D102
+    async def transaction(self) -> AsyncGenerator[Transaction]:
         async with self._pool.acquire() as conn, conn.transaction():
             yield _PostgresTransaction(conn)
 
@@ -165,21 +168,26 @@ class PostgresDatabase(Database):
             conn.terminate()
             raise
 
-    async def fetch(self, query: str, *args: Any) -> list[Row]:  # noqa: D102
+    @override
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
         return await self._run(lambda conn: conn.fetch(query, *args), idempotent=True)
 
-    async def fetchrow(self, query: str, *args: Any) -> Row | None:  # noqa: D102
+    @override
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:
         return await self._run(lambda conn: conn.fetchrow(query, *args), idempotent=True)
 
-    async def fetchval(self, query: str, *args: Any) -> Any:  # noqa: D102
+    @override
+    async def fetchval(self, query: str, *args: Any) -> Any:
         return await self._run(lambda conn: conn.fetchval(query, *args), idempotent=True)
 
-    async def fetch_any(self, query: str, values: Sequence[Any], *, sql_type: str) -> list[Row]:  # noqa: D102
+    @override
+    async def fetch_any(self, query: str, values: Sequence[Any], *, sql_type: str) -> list[Row]:
         if _ANY not in query:
             raise ValueError(f"expected {_ANY!r} in {query!r}")
         return await self.fetch(query.replace(_ANY, f"= ANY($1::{sql_type}[])"), list(values))
 
-    async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:  # noqa: D102
+    @override
+    async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:
         async def with_outbox(conn: Connection) -> Row | None:
             async with conn.transaction():
                 row = await conn.fetchrow(query, *args)
@@ -194,10 +202,12 @@ class PostgresDatabase(Database):
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolationError(str(exc)) from exc
 
-    async def ping(self) -> None:  # noqa: D102
+    @override
+    async def ping(self) -> None:
         await self._run(lambda conn: conn.fetchval("SELECT 1"), idempotent=False)
 
-    async def close(self) -> None:  # noqa: D102
+    @override
+    async def close(self) -> None:
         await self._pool.close()
 
 

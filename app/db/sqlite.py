@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import aiosqlite
+from typing_extensions import override
 
 from app.db.base import Database, Row, Transaction
 from app.db.dialect import SQLITE, Dialect
@@ -121,11 +122,13 @@ class SQLiteDatabase(Database):
         return cls(conn)
 
     @property
-    def dialect(self) -> Dialect:  # noqa: D102
+    @override
+    def dialect(self) -> Dialect:
         return SQLITE
 
+    @override
     @asynccontextmanager
-    async def transaction(self) -> AsyncGenerator[Transaction]:  # noqa: D102
+    async def transaction(self) -> AsyncGenerator[Transaction]:
         with _unavailable_on_fault():
             async with self._write_lock:
                 await self._conn.execute("BEGIN IMMEDIATE")
@@ -137,20 +140,24 @@ class SQLiteDatabase(Database):
                     raise
                 await self._conn.execute("COMMIT")
 
-    async def fetch(self, query: str, *args: Any) -> list[Row]:  # noqa: D102
+    @override
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
         with _unavailable_on_fault():
             return await self._transaction.fetch(query, *args)
 
-    async def fetchrow(self, query: str, *args: Any) -> Row | None:  # noqa: D102
+    @override
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:
         with _unavailable_on_fault():
             async with self._conn.execute(_numbered(query), _params(args)) as cursor:
                 return await cursor.fetchone()
 
-    async def fetchval(self, query: str, *args: Any) -> Any:  # noqa: D102
+    @override
+    async def fetchval(self, query: str, *args: Any) -> Any:
         with _unavailable_on_fault():
             return await self._transaction.fetchval(query, *args)
 
-    async def fetch_any(self, query: str, values: Sequence[Any], *, sql_type: str) -> list[Row]:  # noqa: D102
+    @override
+    async def fetch_any(self, query: str, values: Sequence[Any], *, sql_type: str) -> list[Row]:
         head, any_, tail = query.partition(_ANY)
         if not any_:
             raise ValueError(f"expected {_ANY!r} in {query!r}")
@@ -161,7 +168,8 @@ class SQLiteDatabase(Database):
             rows.extend(await self.fetch(f"{head}IN ({marks}){tail}", *chunk))
         return rows
 
-    async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:  # noqa: D102
+    @override
+    async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:
         try:
             async with self.transaction() as tx:
                 async with self._conn.execute(_numbered(query), _params(args)) as cursor:
@@ -174,8 +182,10 @@ class SQLiteDatabase(Database):
                 raise
             raise UniqueViolationError(str(exc)) from exc
 
-    async def ping(self) -> None:  # noqa: D102
+    @override
+    async def ping(self) -> None:
         await self.fetchval("SELECT 1")
 
-    async def close(self) -> None:  # noqa: D102
+    @override
+    async def close(self) -> None:
         await self._conn.close()

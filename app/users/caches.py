@@ -28,16 +28,28 @@ def _mapping_version(_: object) -> int:
     return MAPPING_VERSION
 
 
-USER_BY_ID = CacheSpec(namespace="user", key_type=int, value_type=User, version_of=_user_version, near=True)
+USER_BY_ID = CacheSpec(
+    namespace="user", key_type=int, value_type=User, version_of=_user_version, near=True, name="user_by_id"
+)
 """User by id, versioned by the row version: an old row never replaces a newer cached one."""
 
 ID_BY_UUID = CacheSpec(
-    namespace="user-id-by-uuid", key_type=UUID, value_type=int, version_of=_mapping_version, near=True
+    namespace="user-id-by-uuid",
+    key_type=UUID,
+    value_type=int,
+    version_of=_mapping_version,
+    near=True,
+    name="id_by_uuid",
 )
 """UUID to id."""
 
 UUID_BY_ID = CacheSpec(
-    namespace="user-uuid-by-id", key_type=int, value_type=UUID, version_of=_mapping_version, near=True
+    namespace="user-uuid-by-id",
+    key_type=int,
+    value_type=UUID,
+    version_of=_mapping_version,
+    near=True,
+    name="uuid_by_id",
 )
 """Id to UUID, the reverse mapping."""
 

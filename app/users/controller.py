@@ -41,8 +41,46 @@ UserIdParam = Annotated[
 UserUuidParam = Annotated[UUID, Parameter(description="The user's UUID.")]
 Limit = Annotated[int, Parameter(ge=1, le=MAX_PAGE_SIZE, description=f"Page size, 1 to {MAX_PAGE_SIZE}.")]
 Offset = Annotated[
-    int,
-    Parameter(ge=0, le=INT64_MAX, description="Users to skip.", schema_extra={"format": "int64", "maximum": INT64_MAX}),
+    int | None,
+    Parameter(
+        ge=0,
+        le=INT64_MAX,
+        description=(
+            "Users to skip (default 0). Kept for compatibility: the database walks every skipped user, so deep "
+            "offsets are slow; prefer `after`. Not with `after`."
+        ),
+        # Optional only to tell "absent" from 0 (or from `after`): the document says integer, not integer-or-null.
+        schema_extra={
+            "one_of": None,
+            "type": "integer",
+            "format": "int64",
+            "minimum": 0,
+            "maximum": INT64_MAX,
+            "default": 0,
+        },
+    ),
+]
+After = Annotated[
+    int | None,
+    Parameter(
+        ge=INT64_MIN,
+        le=INT64_MAX,
+        description=(
+            "Cursor: start after the user with this id (the previous page's `next`); any id works, present or "
+            "not. As fast at the end of the table as at the start. Not with `offset`."
+        ),
+        schema_extra={
+            "one_of": None,
+            "type": "integer",
+            "format": "int64",
+            "minimum": INT64_MIN,
+            "maximum": INT64_MAX,
+        },
+    ),
+]
+Total = Annotated[
+    bool,
+    Parameter(description="Also count every user into `total` (a scan of the table: slow on a large one)."),
 ]
 IdList = Annotated[
     str,
@@ -88,11 +126,24 @@ class UserController(Controller):
     tags = ["users"]  # noqa: RUF012 - Litestar's declared attribute type
 
     @get("/", operation_id="listUsers", summary="List users", responses=problem_responses(400))
-    async def list_users(self, user_service: Injected[UserService], limit: Limit = 20, offset: Offset = 0) -> UserPage:
-        """Return users ordered by id, `limit` at a time."""
-        users, total = await user_service.list_page(limit=limit, offset=offset)
-        next_offset = offset + len(users) if offset + len(users) < total else None
-        return UserPage(items=users, limit=limit, offset=offset, total=total, next_offset=next_offset)
+    async def list_users(
+        self,
+        user_service: Injected[UserService],
+        limit: Limit = 20,
+        after: After = None,
+        offset: Offset = None,
+        total: Total = False,
+    ) -> UserPage:
+        """Return users ordered by id, `limit` at a time: walk with `after` = the previous page's `next`."""
+        if after is not None and offset is not None:
+            raise BadRequestError("after: cannot be combined with offset", parameter="after", source="query")
+        users, more, count = await user_service.list_page(limit=limit, after=after, offset=offset, total=total)
+        last = users[-1].id if more else None
+        if after is not None:
+            return UserPage(items=users, limit=limit, next=last, offset=None, next_offset=None, total=count)
+        start = offset or 0
+        next_offset = start + len(users) if more else None
+        return UserPage(items=users, limit=limit, next=last, offset=start, next_offset=next_offset, total=count)
 
     @get("/{user_id:int}", operation_id="getUser", summary="Get a user by id", responses=problem_responses(400, 404))
     async def get_user(self, user_id: UserIdParam, user_service: Injected[UserService]) -> User:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 # Imported at run time: they become the providers' return annotations.
-from app.cache import Cache, CacheManager
+from app.cache import CacheManager
 from app.db import Database, Migrations
 from app.domain import Domain
 from app.users.caches import ID_BY_UUID, USER_BY_ID, UUID_BY_ID, UserCaches
 from app.users.controller import UserController
-from app.users.models import User, UserCreate, UserLookup, UserUpdate
+from app.users.models import UserCreate, UserLookup, UserUpdate
 from app.users.openapi import refine_user_schemas
 from app.users.repository import UserRepository, seed_sample_users, users_table_answers
 from app.users.service import UserService
@@ -27,8 +25,6 @@ def user_services(db: Database, manager: CacheManager) -> dict[str, object]:
     )
     return {
         "user_caches": caches,
-        "user_by_id": caches.by_id,
-        "id_by_uuid": caches.id_by_uuid,
         "user_repository": repository,
         "user_service": service,
     }
@@ -37,11 +33,9 @@ def user_services(db: Database, manager: CacheManager) -> dict[str, object]:
 USERS = Domain(
     name="users",
     controllers=[UserController],
-    caches=[USER_BY_ID, ID_BY_UUID, UUID_BY_ID],
+    caches=[USER_BY_ID, ID_BY_UUID, UUID_BY_ID],  # injected by `CachePlugin` as user_by_id, id_by_uuid, uuid_by_id
     provides={
         "user_caches": UserCaches,
-        "user_by_id": Cache[int, User],
-        "id_by_uuid": Cache[UUID, int],
         "user_repository": UserRepository,
         "user_service": UserService,
     },

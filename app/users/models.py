@@ -138,11 +138,32 @@ class UserBatch(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class UserPage(msgspec.Struct, frozen=True, kw_only=True):
-    """One page of users, ordered by id."""
+    """One page of users, ordered by id.
+
+    Walk with the cursor: pass `next` back as `?after=` until it is `null`. `offset` and `next_offset` remain for
+    clients that page by offset (slower deep in the table); `total` is counted only when asked for.
+    """
 
     items: list[User]
     limit: int
-    offset: int
-    total: int
-    next_offset: int | None
-    """Offset of the next page, `null` on the last one."""
+    next: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="The id of this page's last user: pass it as `after` for the next page; `null` on the last."
+        ),
+    ]
+    offset: Annotated[
+        int | None, msgspec.Meta(description="The offset of this page; `null` on a page asked for with `after`.")
+    ]
+    next_offset: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="The offset of the next page; `null` on the last page and on pages asked for with `after`."
+        ),
+    ]
+    total: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="How many users there are, only with `?total=true` (it counts the table); else `null`."
+        ),
+    ]

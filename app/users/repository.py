@@ -120,6 +120,31 @@ class UserRepository:
         """Return one user by UUID."""
         return (await self.get_many_by_uuid([user_uuid])).get(user_uuid)
 
+    async def page_after(self, after: int | None, limit: int) -> list[User]:
+        """Return up to `limit` users with ids above `after` (from the first when `None`), ordered by id.
+
+        A range scan of the primary key (PostgreSQL's `users_pkey`, SQLite's rowid): as fast at the end of the
+        table as at the start.
+        """
+        if after is None:
+            rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT $1", limit)  # noqa: S608
+        else:
+            rows = await self.db.fetch(
+                f"SELECT {_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2",  # noqa: S608 - constant columns
+                after,
+                limit,
+            )
+        return [self._user(row) for row in rows]
+
+    async def page_at(self, offset: int, limit: int) -> list[User]:
+        """Return up to `limit` users ordered by id, skipping `offset` (the database walks the skipped ones)."""
+        rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2", limit, offset)  # noqa: S608
+        return [self._user(row) for row in rows]
+
+    async def count(self) -> int:
+        """Return how many users there are (a scan of the table)."""
+        return await self.db.fetchval("SELECT count(*) FROM users")
+
     async def list_page(self, *, limit: int, offset: int) -> tuple[list[User], int]:
         """Return one page of users ordered by id, and the total count."""
         rows = await self.db.fetch(

@@ -107,9 +107,26 @@ class UserService:
             missing_uuids=[uuid for uuid in dict.fromkeys(uuids) if ids_of_uuids.get(uuid) not in users],
         )
 
-    async def list_page(self, *, limit: int, offset: int) -> tuple[list[User], int]:
-        """Return one page of users, from the database (pages are not cached)."""
-        return await self.repository.list_page(limit=limit, offset=offset)
+    async def list_page(
+        self, *, limit: int, after: int | None = None, offset: int | None = None, total: bool = False
+    ) -> tuple[list[User], bool, int | None]:
+        """Return one page of users ordered by id, whether more follow, and the count when `total` is asked for.
+
+        A page starts after the id `after` (a primary-key range scan) or, with `offset`, after skipping that many
+        users (the database walks them). It reads one user more than `limit` to know whether another page
+        follows, so no request counts the table unless `total` asks it to. Pages come from the database: they
+        are not cached (README, "Listing users").
+        """
+        if offset is not None and total:
+            users, count = await self.repository.list_page(limit=limit + 1, offset=offset)
+        else:
+            users = await (
+                self.repository.page_at(offset, limit + 1)
+                if offset is not None
+                else self.repository.page_after(after, limit + 1)
+            )
+            count = await self.repository.count() if total else None
+        return users[:limit], len(users) > limit, count
 
     # -- writes -------------------------------------------------------------------------------------
     # Each write records, in its own transaction, an outbox row for every cache key that could show the old
@@ -185,7 +202,7 @@ class UserService:
         if user is None:
             raise NotFoundError(f"No user with user_id {user_id}", parameter="user_id")
         await asyncio.gather(
-            self.user_by_id.set_absent(user.id, version=user.version + 1, ttl=self.user_by_id.ttl),
-            self.id_by_uuid.set_absent(user.uuid, version=TOMBSTONE_VERSION, ttl=self.id_by_uuid.ttl),
-            self.uuid_by_id.set_absent(user.id, version=TOMBSTONE_VERSION, ttl=self.uuid_by_id.ttl),
+            self.user_by_id.set_absent(user.id, version=user.version + 1, ttl=self.user_by_id.policy.ttl),
+            self.id_by_uuid.set_absent(user.uuid, version=TOMBSTONE_VERSION, ttl=self.id_by_uuid.policy.ttl),
+            self.uuid_by_id.set_absent(user.id, version=TOMBSTONE_VERSION, ttl=self.uuid_by_id.policy.ttl),
         )

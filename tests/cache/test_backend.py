@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from app.cache import CacheBackend, Entry, MemoryBackend, RedisBackend
-from app.cache.backend import entry_header, stored_version
+from app.cache.entry import entry_header, stored_version
 
 
 async def test_get_many_returns_values_in_order_and_none_for_missing(backend: CacheBackend) -> None:

@@ -12,6 +12,7 @@ from app.cache import (
     Cache,
     CacheBackend,
     CacheBackendError,
+    CachePolicy,
     CircuitBreakerBackend,
     CoalescingBackend,
     MemoryBackend,
@@ -28,7 +29,8 @@ class Item(msgspec.Struct, frozen=True, kw_only=True):
 def item_cache(backend: CacheBackend, **options: object) -> Cache[int, Item]:
     settings: dict[str, object] = {"ttl": 60.0, "negative_ttl": 60.0, "prefix": "e", "jitter": 0.0}
     settings.update(options)
-    return Cache(backend, namespace="item", key_type=int, value_type=Item, **settings)  # type: ignore[arg-type]
+    policy = CachePolicy(**{name: settings.pop(name) for name in CachePolicy.__struct_fields__ if name in settings})  # type: ignore[arg-type]
+    return Cache(backend, namespace="item", key_type=int, value_type=Item, policy=policy, **settings)  # type: ignore[arg-type]
 
 
 async def test_concurrent_reads_of_one_tick_share_one_backend_call(backend: CacheBackend) -> None:

@@ -41,7 +41,7 @@ class Point(msgspec.Struct, frozen=True):
 
 async def main() -> None:
     manager = CacheManager(CircuitBreakerBackend(MemoryBackend(max_entries=100)), prefix="t")
-    cache = manager.cache(CacheSpec(namespace="point", key_type=int, value_type=Point, ttl=60.0))
+    cache = manager.cache(CacheSpec(namespace="point", key_type=int, value_type=Point, policy={"ttl": 60.0}))
     await cache.set(1, Point(1, 2))
     assert await cache.get(1) == Point(1, 2)
     assert await cache.get_or_load(2, lambda key: _load(key)) == Point(2, 4)

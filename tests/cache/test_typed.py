@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 import msgspec
 import pytest
 
-from app.cache import Cache, CacheBackend, CacheManager, CacheSpec, MemoryBackend
+from app.cache import Cache, CacheBackend, CacheManager, CachePolicy, CacheSpec, MemoryBackend
 from app.cache.codec import schema_fingerprint
 from app.cache.testing import FaultyBackend
 
@@ -22,7 +22,8 @@ class Point(msgspec.Struct, frozen=True, kw_only=True):
 def point_cache(backend: CacheBackend, **kwargs: object) -> Cache[int, Point]:
     options: dict[str, object] = {"ttl": 60.0, "negative_ttl": 60.0, "prefix": "t"}
     options.update(kwargs)
-    return Cache(backend, namespace="point", key_type=int, value_type=Point, **options)  # type: ignore[arg-type]
+    policy = CachePolicy(**{name: options.pop(name) for name in CachePolicy.__struct_fields__ if name in options})  # type: ignore[arg-type]
+    return Cache(backend, namespace="point", key_type=int, value_type=Point, policy=policy, **options)  # type: ignore[arg-type]
 
 
 async def test_set_get_delete_round_trip(backend: CacheBackend) -> None:
@@ -46,7 +47,9 @@ async def test_batch_operations(backend: CacheBackend) -> None:
 async def test_keys_are_namespaced_and_carry_the_schema_fingerprint(backend: CacheBackend) -> None:
     cache = point_cache(backend)
     assert cache.key(42) == f"t:point:{schema_fingerprint(Point)}:42"
-    uuid_cache: Cache[UUID, int] = Cache(backend, namespace="ids", key_type=UUID, value_type=int, ttl=1)
+    uuid_cache: Cache[UUID, int] = Cache(
+        backend, namespace="ids", key_type=UUID, value_type=int, policy=CachePolicy(ttl=1)
+    )
     key = uuid4()
     assert uuid_cache.key(key).endswith(f":{key.hex}")
 
@@ -115,7 +118,10 @@ async def test_concurrent_misses_on_one_key_share_one_load(backend: CacheBackend
 
     async def load(key: int) -> Point:
         calls.append(key)
-        await asyncio.sleep(0.1)
+        # Until every other caller has joined: on a slow backend (a cluster) late callers would hit the new entry.
+        async with asyncio.timeout(10):
+            while cache.stats.coalesced < 999:
+                await asyncio.sleep(0.01)
         return Point(x=key, y=0)
 
     results = await asyncio.gather(*(cache.get_or_load(1, load) for _ in range(1000)))
@@ -246,10 +252,10 @@ async def test_jitter_shortens_ttls_within_the_fraction() -> None:
 
 
 def test_manager_builds_each_declared_cache_once() -> None:
-    manager = CacheManager(MemoryBackend(), default_ttl=5)
+    manager = CacheManager(MemoryBackend(), policy=CachePolicy(ttl=5))
     spec = CacheSpec(namespace="points", key_type=int, value_type=Point)
     assert manager.cache(spec) is manager.cache(spec)
-    assert manager.cache(spec).ttl == 5
+    assert manager.cache(spec).policy.ttl == 5
     with pytest.raises(ValueError, match="declared twice"):
         manager.cache(CacheSpec(namespace="points", key_type=str, value_type=Point))
     assert set(manager.stats()) == {"points"}

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from app.cache import CircuitBreakerBackend, RedisBackend
-from app.cache.backend import stored_version
+from app.cache.entry import stored_version
 from app.cache.testing import FaultyBackend
 from app.config import Settings
 from app.server import create_app

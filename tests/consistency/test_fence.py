@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import msgspec
 import pytest
 
-from app.cache import Cache, CacheBackend, CacheFence, MemoryBackend, NearCache
+from app.cache import Cache, CacheBackend, CacheFence, CachePolicy, MemoryBackend, NearCache
 from app.cache.fence import Invalidation
 
 
@@ -44,7 +44,8 @@ class Outbox:
 
 def fenced_cache(backend: CacheBackend, fence: CacheFence, near: NearCache | None = None) -> Cache[int, Row]:
     cache = Cache(
-        backend, namespace="row", key_type=int, value_type=Row, ttl=300, prefix="fence", version_of=_version,
+        backend, namespace="row", key_type=int, value_type=Row, policy=CachePolicy(ttl=300), prefix="fence",
+        version_of=_version,
         near=near, fence=fence,
     )  # fmt: skip
     fence.attach(cache, near)

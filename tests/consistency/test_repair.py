@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from app.cache import Cache, CacheBackend, NearCache
+from app.cache import Cache, CacheBackend, CachePolicy, NearCache
 from app.cache.testing import FaultyBackend
 
 
@@ -22,7 +22,11 @@ def _version(row: Row) -> int:
 
 
 def row_cache(backend: CacheBackend, **kwargs: object) -> Cache[int, Row]:
-    options: dict[str, object] = {"ttl": 300.0, "negative_ttl": 30.0, "prefix": "repair", "version_of": _version}
+    options: dict[str, object] = {
+        "policy": CachePolicy(ttl=300.0, negative_ttl=30.0),
+        "prefix": "repair",
+        "version_of": _version,
+    }
     options.update(kwargs)
     return Cache(backend, namespace="row", key_type=int, value_type=Row, **options)  # type: ignore[arg-type]
 

@@ -10,7 +10,7 @@ import redis
 from litestar import Litestar
 
 from app.cache import EntrySigner
-from app.cache.backend import entry_header
+from app.cache.entry import entry_header
 from app.config import Settings
 from app.server import create_app
 from app.users.caches import UserCaches
@@ -137,8 +137,8 @@ def test_signed_and_unsigned_caches_use_different_keys() -> None:
     from app.cache import MemoryBackend
     from app.cache.typed import Cache
 
-    plain = Cache(MemoryBackend(), namespace="n", key_type=int, value_type=User, ttl=1)
-    signed = Cache(MemoryBackend(), namespace="n", key_type=int, value_type=User, ttl=1, signer=ATTACKER)
+    plain = Cache(MemoryBackend(), namespace="n", key_type=int, value_type=User)
+    signed = Cache(MemoryBackend(), namespace="n", key_type=int, value_type=User, signer=ATTACKER)
     assert plain.key(1) != signed.key(1)
     assert repr(ATTACKER) == "EntrySigner(keys=1)"
 

@@ -82,7 +82,7 @@ async def test_list_users_pages_through_everyone(client: Client) -> None:
     seen: list[int] = []
     offset: int | None = 0
     while offset is not None:
-        response = await client.get("/users", params={"limit": 3, "offset": offset})
+        response = await client.get("/users", params={"limit": 3, "offset": offset, "total": "true"})
         assert response.status_code == 200
         page = response.json()
         assert page["total"] == 10

@@ -1,0 +1,232 @@
+"""The stored entry: its header, its msgpack layout, jittered TTLs, soft expiry and the signing hook.
+
+A stored entry is the msgpack array `[version, fresh_until_ms, value]`, or `[version, fresh_until_ms]` for a
+cached absence, optionally followed by an `EntrySigner` tag. `EntryFormat` packs and unpacks the entries of one
+typed cache; the header helpers let backends read an entry's version without decoding its value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import struct
+import time
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import msgspec
+
+from app.cache.backend import Entry
+from app.cache.signing import SIGNED_LAYOUT
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from app.cache.policy import CachePolicy
+    from app.cache.signing import EntrySigner
+
+__all__ = (
+    "ABSENT_RESULT",
+    "ENTRY_FORMAT",
+    "FENCED",
+    "HEADER_SIZE",
+    "MISS_RESULT",
+    "EntryFormat",
+    "Status",
+    "entry_header",
+    "schema_fingerprint",
+    "stored_version",
+    "tally",
+)
+
+V = TypeVar("V")
+
+_HEADER = struct.Struct(">BBQBQ")
+_ARRAY_OF_3 = 0x93
+_ARRAY_OF_2 = 0x92
+_UINT64 = 0xCF
+
+ENTRY_FORMAT = b"entry-3"
+"""Names the layout `entry_header` describes. It is part of every cache key's fingerprint
+(`app.cache.codec.schema_fingerprint`), so a deploy that changes the layout reads none of the old entries.
+`entry-3`: an absent entry with `fresh_until_ms` 1 is a fence marker (a miss), which `entry-2` readers would
+take for "absent"."""
+
+HEADER_SIZE = _HEADER.size
+"""Bytes before the value in a stored entry (19)."""
+
+FENCED = 1
+"""`fresh_until_ms` of a fence marker: an "absent" entry that reads as a miss. Its version still makes the
+compare-and-set refuse older values, so a load that read the database before a write cannot fill after it."""
+
+
+def entry_header(version: int, fresh_until_ms: int, *, present: bool) -> bytes:
+    """The first `HEADER_SIZE` bytes of a stored entry.
+
+    Both integers of the array are written as 9-byte uint64 (msgpack allows a wider form than needed), which
+    puts the version at a fixed place, bytes 2 to 9, big endian: the Lua compare-and-set and the memory backend
+    read it there without decoding the value (Lua reads it as a double, so versions are compared exactly below
+    2**53).
+    """
+    return _HEADER.pack(_ARRAY_OF_3 if present else _ARRAY_OF_2, _UINT64, version, _UINT64, fresh_until_ms)
+
+
+def stored_version(value: bytes | None) -> int | None:
+    """Return the version in a stored entry's header, or `None` if it has none."""
+    if value is None or len(value) < HEADER_SIZE or value[0] not in (_ARRAY_OF_2, _ARRAY_OF_3) or value[1] != _UINT64:
+        return None
+    return int.from_bytes(value[2:10])
+
+
+def schema_fingerprint(value_type: Any, layout: bytes = b"") -> str:
+    """Return 8 hex digits that change whenever `value_type`'s msgspec schema changes.
+
+    `ENTRY_FORMAT` and `layout` (the rest of the entry layout, such as a signature tag) go into it too.
+    """
+    schema = msgspec.json.encode(msgspec.json.schema(value_type), order="sorted")
+    return hashlib.blake2b(ENTRY_FORMAT + layout + schema, digest_size=4).hexdigest()
+
+
+class _Stored(msgspec.Struct, Generic[V], array_like=True):
+    """A stored entry as one msgpack array (see `entry_header`): decoded in one call, in C."""
+
+    version: int
+    fresh_until_ms: int
+    """Epoch milliseconds the entry is fresh until (soft TTL), 0 without a soft TTL."""
+    value: V | msgspec.UnsetType = msgspec.UNSET
+    """`UNSET` in a cached absence."""
+
+
+class Status(Enum):
+    """What a lookup found for one key."""
+
+    HIT = 1
+    MISS = 2
+    ABSENT = 3
+    STALE = 4
+    """Past its soft TTL: served, and refreshed in the background."""
+    EARLY = 5
+    """Fresh, but chosen for an early refresh (served, and refreshed in the background)."""
+
+
+MISS_RESULT: tuple[Status, None] = (Status.MISS, None)
+ABSENT_RESULT: tuple[Status, None] = (Status.ABSENT, None)
+
+
+def tally(results: list[tuple[Status, Any]]) -> tuple[int, int, int]:
+    """Count the misses, absences and stale entries among one lookup's results."""
+    misses = absent = stale = 0
+    for status, _ in results:
+        if status is Status.MISS:
+            misses += 1
+        elif status is Status.ABSENT:
+            absent += 1
+        elif status is Status.STALE:
+            stale += 1
+    return misses, absent, stale
+
+
+class EntryFormat(Generic[V]):
+    """Packs values of one type into stored entries and back, under one `CachePolicy`."""
+
+    __slots__ = ("_decoder", "_encode", "_signer", "clock", "fingerprint", "load_seconds", "policy", "value_type")
+
+    def __init__(
+        self,
+        value_type: type[V],
+        policy: CachePolicy,
+        *,
+        clock: Callable[[], float] = time.time,
+        signer: EntrySigner | None = None,
+    ) -> None:
+        """Build the codecs for `value_type` (once).
+
+        Args:
+            value_type: Any type msgspec can encode.
+            policy: Lifetimes: jitter and the soft TTL are written into each entry, early refresh read from it.
+            clock: Wall-clock seconds for soft TTLs (shared between processes).
+            signer: Append a tag to every entry and refuse entries whose tag does not verify.
+        """
+        self.value_type = value_type
+        self.fingerprint = schema_fingerprint(value_type, SIGNED_LAYOUT if signer is not None else b"")
+        """Changes with the value type's schema and the entry layout (part of every key)."""
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._decoder: msgspec.msgpack.Decoder[_Stored[V]] = msgspec.msgpack.Decoder(cast("Any", _Stored)[value_type])
+        self._signer = signer
+        self.policy = policy
+        self.clock = clock
+        self.load_seconds = 0.05
+        """Running estimate of one load, for early refresh."""
+
+    def observe_load(self, seconds: float) -> None:
+        """Fold one load's duration into `load_seconds`."""
+        self.load_seconds = 0.8 * self.load_seconds + 0.2 * seconds
+
+    def pack(self, backend_key: str, value: V | None, version: int, ttl: float) -> Entry:
+        """The entry storing `value` (`None`: a cached absence) under `backend_key` for about `ttl` seconds."""
+        policy = self.policy
+        if policy.jitter:
+            ttl *= 1 - policy.jitter * random.random()  # noqa: S311 - not security sensitive
+        if value is None:
+            data = entry_header(version, 0, present=False)
+        else:
+            fresh_until_ms = 0
+            if policy.soft:
+                fresh_until_ms = int((self.clock() + ttl) * 1000)
+                ttl += policy.stale_ttl
+            data = entry_header(version, fresh_until_ms, present=True) + self._encode(value)
+        if self._signer is not None:
+            data = self._signer.sign(backend_key, data)
+        return Entry(backend_key, data, max(1, int(ttl * 1000)))
+
+    def marker(self, backend_key: str, version: int, *, present: bool) -> Entry:
+        """A fence marker of `version` (`present`: a miss, the value is elsewhere) or a tombstone.
+
+        It lives as long as any entry (TTL plus stale TTL), so it outlives whatever it fences.
+        """
+        data = entry_header(version, FENCED if present else 0, present=False)
+        if self._signer is not None:
+            data = self._signer.sign(backend_key, data)
+        return Entry(backend_key, data, max(1, int((self.policy.ttl + self.policy.stale_ttl) * 1000)))
+
+    def unpack_many(
+        self, backend_keys: Sequence[str], raw: Sequence[bytes | None]
+    ) -> tuple[list[tuple[Status, V | None]], list[str]]:
+        """Unpack one read's entries (judged at one moment): the result per key, and the keys that did not decode."""
+        unpack = self.unpack
+        now = self.clock()
+        results: list[tuple[Status, V | None]] = []
+        append = results.append
+        corrupt: list[str] = []
+        for backend_key, data in zip(backend_keys, raw, strict=True):
+            if data is None:
+                append(MISS_RESULT)
+                continue
+            try:
+                append(unpack(backend_key, data, now))
+            except (msgspec.DecodeError, ValueError):
+                corrupt.append(backend_key)
+                append(MISS_RESULT)
+        return results, corrupt
+
+    def unpack(self, backend_key: str, data: bytes, now: float) -> tuple[Status, V | None]:
+        """What the entry stored under `backend_key` holds, judged at `now` (epoch seconds).
+
+        Raises:
+            msgspec.DecodeError: The bytes are not an entry of this value type.
+            ValueError: The entry's tag does not verify.
+        """
+        stored = self._decoder.decode(data if self._signer is None else self._signer.verify(backend_key, data))
+        value = stored.value
+        if value is msgspec.UNSET:
+            return MISS_RESULT if stored.fresh_until_ms == FENCED else ABSENT_RESULT
+        if not stored.fresh_until_ms:
+            return Status.HIT, value
+        fresh_until = stored.fresh_until_ms / 1000
+        if now >= fresh_until:
+            return Status.STALE, value
+        early = self.policy.early_refresh
+        if early and now - self.load_seconds * early * math.log(random.random() or 1e-12) >= fresh_until:  # noqa: S311
+            return Status.EARLY, value
+        return Status.HIT, value
