@@ -1,7 +1,7 @@
 """The chaos harness in CI: its parts on their own, and a few scenarios in their short form.
 
-The scenarios that break the guarantee on today's code are marked `xfail(strict=True)`: when the consistency
-mechanism of issue 13 lands they pass, the strict mark turns that into a failure, and the mark must go.
+The fault scenarios broke the guarantee before the consistency mechanism of issue 13 (docs/consistency.md)
+landed; they were strict expected failures then, and must pass now.
 `make chaos` runs every scenario with the full timings.
 """
 
@@ -121,7 +121,7 @@ async def _run(name: str, postgres_url: str, env: dict[str, str] | None = None) 
 
 def _holds(result: Result) -> None:
     verdict = result.verdict
-    # pytest.fail, not assert: a harness that did not run is no expected failure (the xfails take AssertionError only)
+    # pytest.fail, not assert: a harness that did not run says so, rather than looking like a stale read
     if verdict.reads <= 100 or result.acks <= 10:
         pytest.fail(f"too little load to judge: {verdict.reads} reads, {result.acks} acknowledged writes")
     assert verdict.stale_after_delta == 0, verdict
@@ -138,10 +138,6 @@ async def test_a_healthy_redis_serves_no_stale_read(name: str, postgres_url: str
         assert result.verdict.stale == 0, result.verdict
 
 
-TODAY = "issue 13: no consistency mechanism yet; remove this mark when it lands"
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=TODAY)
 @pytest.mark.parametrize("name", ["redis-stall-0.4s-near", "redis-rollback", "partition-one-near"])
 async def test_no_stale_read_after_delta_through_a_fault(name: str, postgres_url: str) -> None:
     _holds(await _run(name, postgres_url))
