@@ -87,6 +87,10 @@ def sentinel_server() -> Iterator[SentinelServer]:
 
 async def test_the_backend_follows_the_master_through_a_failover(sentinel_server: SentinelServer) -> None:
     backend = RedisBackend.from_url(sentinel_server.url, socket_timeout=0.2)
+    reads = backend.reads
+    assert reads is not None
+    connected: list[int] = []
+    reads.on_connect = lambda: connected.append(reads.connects)  # the consistency fence's reconnect hook
     old = sentinel_server.master
     new = sentinel_server.replica
     assert old is not None
@@ -118,6 +122,7 @@ async def test_the_backend_follows_the_master_through_a_failover(sentinel_server
                 assert time.monotonic() - announced < 10, "the backend did not follow the new master"
                 await asyncio.sleep(0.02)
             followed = time.monotonic() - announced
+            assert len(connected) >= 2, connected  # the read connection reopened to the new master: the hook fired
             assert direct.get("s:a") == b"1"  # replicated before the failover
             await backend.delete_many(["s:a", "s:b"])
             assert direct.exists("s:a", "s:b") == 0

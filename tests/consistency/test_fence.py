@@ -8,7 +8,9 @@ from collections.abc import Sequence
 import msgspec
 import pytest
 
-from app.cache import Cache, CacheBackend, CacheFence, CachePolicy, MemoryBackend, NearCache
+from app.cache import Cache, CacheBackend, CacheFence, CacheManager, CachePolicy, MemoryBackend, NearCache, RedisBackend
+from app.cache.backend import WrappingBackend
+from app.cache.config import CacheConfig
 from app.cache.fence import Invalidation
 
 
@@ -185,3 +187,37 @@ async def test_a_sync_that_overlaps_a_reconnect_does_not_vouch_for_the_new_conne
 def test_the_bound_must_be_positive(bound: float) -> None:
     with pytest.raises(ValueError, match="bound"):
         CacheFence(bound=bound)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "redis+sentinel://127.0.0.1:26379/mymaster"], ids=["standalone", "sentinel"]
+)
+async def test_from_config_wires_the_fence_to_the_read_connection(url: str) -> None:
+    """`CacheManager.from_config` with a bound: every (re)connect of the read connection revokes trust."""
+    manager = CacheManager.from_config(CacheConfig(url=url, consistency_bound=0.4, near=True))
+    try:
+        fence = manager.fence
+        assert fence is not None
+        assert fence.reader is None  # the application gives it the outbox
+        backend = manager.backend
+        while isinstance(backend, WrappingBackend):
+            backend = backend.inner
+        assert isinstance(backend, RedisBackend)
+        reads = backend.reads
+        assert reads is not None
+        assert reads.on_connect is not None
+        assert fence.probe is not None
+        assert manager.bus is not None
+        assert manager.bus.ping_interval == pytest.approx(0.1)  # δ/4: a hung subscription is noticed within δ
+        fence.trusted_until = float("inf")
+        reads.on_connect()
+        assert fence.epoch == 1
+        assert not fence.trusted()
+    finally:
+        await manager.close()
+
+
+def test_without_a_bound_there_is_no_fence() -> None:
+    assert CacheManager.from_config(CacheConfig(consistency_bound=0.0)).fence is None
+    assert CacheManager.from_config(CacheConfig(consistency_bound=1.0, enabled=False)).fence is None
+    assert CacheManager.from_config(CacheConfig(consistency_bound=1.0)).fence is not None
