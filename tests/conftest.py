@@ -96,6 +96,17 @@ def redis_cluster_server() -> Iterator[RedisClusterServer]:
 
 
 @pytest.fixture
+def cluster_server() -> Iterator[RedisClusterServer]:
+    """A cluster of the test's own, which it may fail (fault injection)."""
+    _need_redis_server()
+    server = RedisClusterServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
 def redis_cluster_url(redis_cluster_server: RedisClusterServer) -> str:
     """The shared cluster, every master flushed."""
     for node in redis_cluster_server.masters():
@@ -107,6 +118,17 @@ def redis_cluster_url(redis_cluster_server: RedisClusterServer) -> str:
 @pytest.fixture(scope="session")
 def redis_sentinel_server() -> Iterator[SentinelServer]:
     """A Sentinel setup (1 master, 1 replica, 3 sentinels) shared by the run (fault tests start their own)."""
+    _need_redis_server()
+    server = SentinelServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def sentinel_server() -> Iterator[SentinelServer]:
+    """A Sentinel setup of the test's own, whose master it may fail (fault injection)."""
     _need_redis_server()
     server = SentinelServer().start()
     try:

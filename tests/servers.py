@@ -254,10 +254,19 @@ class SentinelServer:
 
         _wait_until(ready, timeout, "sentinels to see the replica and each other")
 
-    def failover(self) -> None:
-        """`SENTINEL FAILOVER` on the first sentinel."""
+    def failover(self, timeout: float = 20.0) -> None:
+        """`SENTINEL FAILOVER` on the first sentinel, retried while the sentinels refuse it (one already under
+        way, or still starting)."""
+        deadline = time.monotonic() + timeout
         with redis.Redis(port=self.sentinels[0].port, socket_timeout=2) as client:
-            client.execute_command("SENTINEL", "FAILOVER", self.master_name)
+            while True:
+                try:
+                    client.execute_command("SENTINEL", "FAILOVER", self.master_name)
+                    return
+                except redis.ResponseError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
 
     def close(self) -> None:
         for server in [*self.sentinels, self.master, self.replica]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from redis.asyncio import RedisCluster
@@ -23,16 +23,6 @@ async def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> fl
         assert time.monotonic() - started < timeout, "timed out"
         await asyncio.sleep(0.01)
     return time.monotonic() - started
-
-
-@pytest.fixture
-def cluster() -> Iterator[RedisClusterServer]:
-    """A cluster of the test's own: the test kills a master."""
-    server = RedisClusterServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def test_the_listener_subscribes_on_a_cold_cluster_client(redis_cluster_url: str) -> None:
@@ -57,19 +47,19 @@ async def test_the_listener_subscribes_on_a_cold_cluster_client(redis_cluster_ur
 
 
 async def test_the_listener_follows_a_promotion_and_logs_once(
-    cluster: RedisClusterServer, caplog: pytest.LogCaptureFixture
+    cluster_server: RedisClusterServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = RedisCluster.from_url(cluster.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    client = RedisCluster.from_url(cluster_server.url, socket_timeout=0.5, socket_connect_timeout=0.5)
     bus = InvalidationBus(client, CHANNEL, ping_interval=0.2)
     bus.start()
     try:
         await wait_for(bus.connected.is_set, 10)
-        victim = next(node for node in cluster.masters() if f"127.0.0.1:{node.port}" == bus.subscribed_to)
+        victim = next(node for node in cluster_server.masters() if f"127.0.0.1:{node.port}" == bus.subscribed_to)
         with caplog.at_level(logging.WARNING, logger="app.cache.invalidation"):
             victim.stop()  # SIGKILL
             await wait_for(lambda: not bus.connected.is_set(), 10)
             assert bus.state == "retrying"
-            await asyncio.to_thread(cluster.wait_ok, 30)  # a replica was promoted
+            await asyncio.to_thread(cluster_server.wait_ok, 30)  # a replica was promoted
             promoted = time.monotonic()
             await wait_for(bus.connected.is_set, 15)
             resubscribed = time.monotonic() - promoted
@@ -84,13 +74,13 @@ async def test_the_listener_follows_a_promotion_and_logs_once(
         await client.aclose()
 
 
-async def test_health_reports_each_master_and_a_dead_one(cluster: RedisClusterServer) -> None:
-    backend = RedisBackend.from_url(cluster.url, cluster=True, socket_timeout=0.3)
+async def test_health_reports_each_master_and_a_dead_one(cluster_server: RedisClusterServer) -> None:
+    backend = RedisBackend.from_url(cluster_server.url, cluster=True, socket_timeout=0.3)
     try:
         nodes = await backend.nodes_health()
-        assert sorted(node.address for node in nodes) == sorted(f"127.0.0.1:{n.port}" for n in cluster.masters())
+        assert sorted(node.address for node in nodes) == sorted(f"127.0.0.1:{n.port}" for n in cluster_server.masters())
         assert {node.status for node in nodes} == {"ok"}
-        victim = cluster.masters()[0]
+        victim = cluster_server.masters()[0]
         victim.stop()
         nodes = await backend.nodes_health()
         down = [node for node in nodes if node.status == "down"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -62,29 +61,6 @@ def test_the_sentinel_password_is_a_setting_and_never_shown() -> None:
     assert "s3cret-sentinel" not in repr(settings)
 
 
-def _force_failover(server: SentinelServer) -> None:
-    """`SENTINEL FAILOVER`, retried while the sentinels refuse it (one already under way, or still starting)."""
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            server.failover()
-            return
-        except redis.ResponseError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-@pytest.fixture
-def sentinel_server() -> Iterator[SentinelServer]:
-    """A Sentinel setup of the test's own: the test fails its master."""
-    server = SentinelServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 async def test_the_backend_follows_the_master_through_a_failover(sentinel_server: SentinelServer) -> None:
     backend = RedisBackend.from_url(sentinel_server.url, socket_timeout=0.2)
     reads = backend.reads
@@ -101,7 +77,7 @@ async def test_the_backend_follows_the_master_through_a_failover(sentinel_server
         with redis.Redis(port=old.port) as direct:
             assert direct.wait(1, 5000) == 1  # replicated, so the promoted replica has it
         old.stop()  # SIGKILL
-        _force_failover(sentinel_server)
+        sentinel_server.failover()
         deadline = time.monotonic() + 30
         while sentinel_server.current_master_port() != new.port:
             assert time.monotonic() < deadline, "no failover"

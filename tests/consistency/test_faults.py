@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 import redis
+from litestar import Litestar
 
 from app.cache import CircuitBreakerBackend, RedisBackend
 from app.cache.entry import stored_version
@@ -24,7 +25,8 @@ from app.config import Settings
 from app.server import create_app
 from app.users.caches import USER_BY_ID
 from tests.asgi import concurrent_client
-from tests.servers import RedisServer, free_port
+from tests.chaos.proxy import Proxy
+from tests.servers import RedisServer
 
 BOUND_MS = 500
 BOUND = BOUND_MS / 1000
@@ -76,12 +78,22 @@ async def _reads_after_the_bound(
     return seen
 
 
+def _faulty(server: RedisServer) -> FaultyBackend:
+    """A backend on `server` that the test can make fail (`failing = True`)."""
+    return FaultyBackend(CircuitBreakerBackend(RedisBackend.from_url(server.url), timeout=1.0))
+
+
+def _replicas_a_faulty(server: RedisServer, sqlite_path: str) -> tuple[FaultyBackend, Litestar, Litestar]:
+    """Two replicas on one Redis and one SQLite file; A's backend can be made to fail."""
+    settings = _settings(server.url, f"sqlite:///{sqlite_path}")
+    faulty = _faulty(server)
+    return faulty, create_app(settings, cache_backend=faulty), create_app(settings)
+
+
 async def test_a_replica_whose_redis_write_failed_is_corrected_by_another_replicas_sync(
     own_redis: RedisServer, sqlite_path: str
 ) -> None:
-    settings = _settings(own_redis.url, f"sqlite:///{sqlite_path}")
-    faulty = FaultyBackend(CircuitBreakerBackend(RedisBackend.from_url(own_redis.url), timeout=1.0))
-    app_a, app_b = create_app(settings, cache_backend=faulty), create_app(settings)
+    faulty, app_a, app_b = _replicas_a_faulty(own_redis, sqlite_path)
     async with concurrent_client(app_a) as a, concurrent_client(app_b) as b:
         assert await _version(b) == 1
         assert await _version(b) == 1  # cached in Redis
@@ -160,49 +172,14 @@ async def test_a_replica_whose_redis_stalls_stops_trusting_its_near_cache_within
     assert set(seen) == {2}
 
 
-class _Cuttable:
-    """A TCP proxy to `target` on a free loopback port; `cut()` drops every connection and refuses new ones."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self._writers.update((writer, up_writer))
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in self._writers:
-            writer.transport.abort()
-        self._writers.clear()
-
-
 async def test_a_replica_cut_off_from_the_database_answers_503_never_stale(
     own_redis: RedisServer, postgres_url: str
 ) -> None:
     parts = urlsplit(postgres_url)
     assert parts.port is not None
-    proxy = _Cuttable(parts.port)
-    await proxy.start()
+    proxy = await Proxy("127.0.0.1", parts.port).start()
     via_proxy = urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.port}", f":{proxy.port}")))
-    faulty = FaultyBackend(CircuitBreakerBackend(RedisBackend.from_url(own_redis.url), timeout=1.0))
+    faulty = _faulty(own_redis)
     app_a = create_app(_settings(own_redis.url, postgres_url), cache_backend=faulty)
     app_b = create_app(_settings(own_redis.url, via_proxy, database_timeout_ms=300, database_acquire_timeout_ms=300))
     try:
@@ -231,9 +208,7 @@ async def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 async def test_a_cached_absence_does_not_outlive_a_create_whose_write_through_failed(
     own_redis: RedisServer, sqlite_path: str
 ) -> None:
-    settings = _settings(own_redis.url, f"sqlite:///{sqlite_path}")
-    faulty = FaultyBackend(CircuitBreakerBackend(RedisBackend.from_url(own_redis.url), timeout=1.0))
-    app_a, app_b = create_app(settings, cache_backend=faulty), create_app(settings)
+    faulty, app_a, app_b = _replicas_a_faulty(own_redis, sqlite_path)
     async with concurrent_client(app_a) as a, concurrent_client(app_b) as b:
         assert (await b.get("/users/11")).status_code == 404  # "absent", cached for CACHE_NEGATIVE_TTL_SECONDS
         assert app_b.state.cache_manager.cache(USER_BY_ID).stats.loads == 1
