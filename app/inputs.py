@@ -34,8 +34,13 @@ UUID_PATTERN = r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-
 """The UUID forms accepted anywhere: hyphenated or 32 hex digits, either case (what msgspec reads in bodies).
 Hyphens are all present or all absent; `fullmatch` with this pattern and the check below enforce it."""
 
-_INT = re.compile(r"-?[0-9]+")
 _UUID = re.compile(UUID_PATTERN)
+
+
+def _is_int(text: str) -> bool:
+    """`-?[0-9]+`, without a regular expression (a quarter of the cost, on every request with an id)."""
+    digits = text[1:] if text.startswith("-") else text
+    return digits.isascii() and digits.isdigit()
 
 
 def _is_uuid(text: str) -> bool:
@@ -204,7 +209,7 @@ class StrictInputs:
             _check_path(found, scope["path"])
         for name in found.query_ints:
             for value in request.query_params.getall(name, ()):
-                if not _INT.fullmatch(value):
+                if not _is_int(value):
                     raise _bad(name, "query", _AN_INTEGER, value)
         return None
 
@@ -217,7 +222,7 @@ def _check_path(found: _Checks, path: str) -> None:
     if "" in segments:
         segments = [segment for segment in segments if segment]
     for index, name in found.path_ints:
-        if not _INT.fullmatch(segments[index]):
+        if not _is_int(segments[index]):
             raise _bad(name, "path", _AN_INTEGER, segments[index])
     for index, name in found.path_uuids:
         if not _is_uuid(segments[index]):

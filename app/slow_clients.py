@@ -35,21 +35,29 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._header_timeout = header_timeout
         self._body_timeout = body_timeout
-        self._read_timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        """When the connection is closed unless the current read completes; `None` while no read is timed."""
+        self._timer: asyncio.TimerHandle | None = None
+
+    # The timers are lazy: a request only moves `_deadline` (a float); the one timer per connection wakes at the
+    # deadline it was set for and, if the deadline moved meanwhile, sleeps again until the new one. Creating and
+    # cancelling a loop timer for every request cost more than the rest of this class (bench/README.md).
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._read_timer = self.loop.call_later(seconds, self._read_timed_out)
+        deadline = self._deadline = self.loop.time() + seconds
+        if self._timer is None:
+            self._timer = self.loop.call_at(deadline, self._check)
 
-    def _disarm(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
-
-    def _read_timed_out(self) -> None:
-        self._read_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
+    def _check(self) -> None:
+        deadline = self._deadline
+        if deadline is None:  # no read is being timed: the next `_arm` starts a timer again
+            self._timer = None
+        elif self.loop.time() < deadline:
+            self._timer = self.loop.call_at(deadline, self._check)
+        else:
+            self._timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
 
     @override
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -58,13 +66,16 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     @override
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     @override
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._read_timer is None:  # the first request keeps the deadline armed when the connection opened
+        if self._deadline is None:  # the first request keeps the deadline armed when the connection opened
             self._arm(self._header_timeout)
 
     @override
@@ -74,7 +85,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     @override
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._deadline = None
         super().on_message_complete()
 
 

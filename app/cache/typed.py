@@ -132,9 +132,7 @@ class Cache(CacheWrites[K, V]):
         """
         keys = (key,)
         if self._flights.running:
-            if self._untrusted():
-                return await self._load_untrusted(key, loader)
-            return (await self._resolve(keys, loader, one=True)).get(key)
+            return await self._get_or_join(key, loader)
         near = self._near_hit(self.key(key)) if self._near is not None else None
         if near is not None:  # only fresh entries and absences are kept near (and only while trusted)
             return near[1]
@@ -163,6 +161,16 @@ class Cache(CacheWrites[K, V]):
             self.stats.loads += len(unique)
             return dict(await loader(unique)) if unique else {}
         return await self._resolve(unique, loader, one=False)
+
+    async def _get_or_join(self, key: K, loader: Callable[[K], Awaitable[V | None]]) -> V | None:
+        """`get_or_load` while loads are in flight: join the load of `key` if there is one, else resolve it."""
+        if self._untrusted():
+            return await self._load_untrusted(key, loader)
+        flight = self._flights.joinable(key)
+        if flight is not None:  # `_resolve`'s join, for one key without its bookkeeping (a miss storm's path)
+            self.stats.coalesced += 1
+            return await asyncio.shield(flight)
+        return (await self._resolve((key,), loader, one=True)).get(key)
 
     async def _load_untrusted(self, key: K, loader: Callable[[K], Awaitable[V | None]]) -> V | None:
         """Not trusted: straight to the database, without joining a load that may predate a write."""
