@@ -22,7 +22,7 @@ from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from app.errors import BadRequestError
-from app.users.models import EMAIL_PATTERN, TEXT_PATTERN
+from app.patterns import EMAIL_PATTERN, TEXT_PATTERN
 
 if TYPE_CHECKING:
     from litestar import Litestar

@@ -182,6 +182,7 @@ def _app_imports(path: Path) -> set[str]:
     ("files", "forbidden"),
     [
         (["db/*.py", "di.py", "domain.py"], ("app.users", "app.domains", "app.server", "app.lifespan", "app.deps")),
+        (["inputs.py", "patterns.py", "errors.py"], ("app.users", "app.domains", "app.server", "app.lifespan")),
         (["users/*.py"], ("app.domains", "app.server", "app.lifespan", "app.deps", "app.health", "app.openapi")),
         (["cache/*.py"], ("app.db", "app.users", "app.di", "app.domain", "app.domains")),
     ],
