@@ -109,7 +109,7 @@ async def measure(url: str, users: int = USERS) -> dict[str, float]:
 def main() -> None:
     """Print bytes per user for each case."""
     users = int(sys.argv[1]) if len(sys.argv) > 1 else USERS
-    server = None if len(sys.argv) > 2 else RedisServer().start()  # noqa: PLR2004 - argv[2] is the URL
+    server = None if len(sys.argv) > 2 else RedisServer().start()
     url = sys.argv[2] if server is None else server.url
     try:
         figures = asyncio.run(measure(url, users))

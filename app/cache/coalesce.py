@@ -1,5 +1,4 @@
-"""Request coalescing: reads issued in the same event-loop tick share one backend round trip (one MGET), and so
-do writes (one pipeline)."""
+"""Request coalescing: the reads of one event-loop tick share one round trip (one MGET), and so do its writes."""
 
 from __future__ import annotations
 

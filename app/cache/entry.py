@@ -2,8 +2,9 @@
 
 A stored entry is the msgpack array `[version, fresh_until_ms, value]`, or `[version, fresh_until_ms]` for a
 cached absence, optionally followed by an `EntrySigner` tag. The version is a 9-byte uint64 at a fixed offset;
-`fresh_until_ms` takes as few bytes as msgpack allows (one when the entry has no soft TTL, and in markers). `EntryFormat` packs and unpacks the entries of one
-typed cache; the header helpers let backends read an entry's version without decoding its value.
+`fresh_until_ms` takes as few bytes as msgpack allows (one without a soft TTL, and in markers). `EntryFormat`
+packs and unpacks the entries of one typed cache; the header helpers let backends read an entry's version without
+decoding its value.
 """
 
 from __future__ import annotations

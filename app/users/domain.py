@@ -12,6 +12,7 @@ from app.users.models import UserCreate, UserLookup, UserUpdate
 from app.users.openapi import refine_user_schemas
 from app.users.repository import UserRepository, seed_sample_users, users_table_answers
 from app.users.service import UserService
+from app.users.warmup import warm_users
 
 __all__ = ("USERS", "user_services")
 
@@ -43,5 +44,6 @@ USERS = Domain(
     readiness={"users": users_table_answers},
     closed_bodies=[UserCreate, UserUpdate, UserLookup],
     refine_openapi=refine_user_schemas,
+    warm_up=warm_users,
 )
 """Users by id, by UUID, in batches and pages, behind two typed caches."""

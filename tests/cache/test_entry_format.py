@@ -1,4 +1,4 @@
-"""The compact entry layout (`entry-4`) and key encoding: sizes, round trips, and the compare-and-set that reads them."""
+"""The compact entry layout (`entry-4`) and key encoding: sizes, round trips, the compare-and-set that reads them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from uuid import UUID, uuid4
 import msgspec
 import pytest
 
-from app.cache import Cache, CacheBackend, CachePolicy, MemoryBackend
-from app.cache import entry
+from app.cache import Cache, CacheBackend, CachePolicy, MemoryBackend, entry
 from app.cache.entry import FENCED, HEADER_SIZE, EntryFormat, Status, entry_header, schema_fingerprint, stored_version
 from app.users.caches import USER_BY_ID
 from bench.fixtures import synthetic_users
