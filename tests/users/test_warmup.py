@@ -51,7 +51,7 @@ async def test_the_newest_users_are_cached(db: Database) -> None:
     assert await _cached_ids(everyone) == set(SAMPLE)
 
 
-async def test_pages_of_a_thousand_reach_every_user(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_batches_of_BATCH_users_reach_every_user(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("app.users.warmup.BATCH", 3)
     backend = FaultyBackend(MemoryBackend())
     manager = CacheManager(backend)
