@@ -115,7 +115,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     could not for δ. `0` turns the outbox sync and the trust gate off."""
     # -- Cold starts (issue 15) --
     cache_warmup_entries: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 0
-    """At start-up, once the database answers, each domain loads up to this many of its likely hottest entries
+    """At start-up, if the database answers then, each domain loads up to this many of its likely hottest entries
     into its caches, in the background while requests are served (users: the newest users, 200 per query and
     per pipeline; an entry cached at the same or a newer version is kept). `0` (the default): no warm-up, the
     caches fill as requests miss."""

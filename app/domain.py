@@ -27,7 +27,7 @@ ReadinessCheck: TypeAlias = Callable[[Database], Awaitable[object]]
 """Raises unless the domain can serve (e.g. its table answers); run by `/health/ready` after the ping."""
 
 WarmUp: TypeAlias = Callable[[Database, CacheManager, int], Awaitable[int]]
-"""Loads up to `count` of the domain's likely hottest entries into its caches; returns how many it cached."""
+"""Loads up to `count` of the domain's likely hottest entries into its caches; returns how many it wrote."""
 OpenAPIRefinement: TypeAlias = Callable[[dict[str, Schema]], None]
 """Corrects the generated component schemas (by Struct name) where Litestar cannot express the contract."""
 

@@ -22,7 +22,8 @@ async def warm_users(database: Database, manager: CacheManager, count: int) -> i
     """Cache up to `count` of the newest users (the highest ids: new accounts are the active ones) by id.
 
     Keyset pages of the primary key, newest first, each written as one fill (`Cache.fill_many`): versioned, so a
-    user updated meanwhile keeps its newer entry. Returns how many users were written.
+    user updated meanwhile keeps its newer entry. Returns how many users it read and handed to the cache (a fill
+    that fails is lost, counted in `cache_errors_total`).
     """
     repository = UserRepository(database)
     by_id = UserCaches.of(manager).by_id
