@@ -113,6 +113,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """δ: once a write is acknowledged, no replica answers with an older version after this many milliseconds,
     whatever Redis does; each replica applies the cache outbox every δ/4 and reads from the database while it
     could not for δ. `0` turns the outbox sync and the trust gate off."""
+    # -- Cold starts (issue 15) --
+    cache_warmup_entries: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 0
+    """At start-up, if the database answers then, each domain loads up to this many of its likely hottest entries
+    into its caches, in the background while requests are served (users: the newest users, 200 per query and
+    per pipeline; an entry cached at the same or a newer version is kept). `0` (the default): no warm-up, the
+    caches fill as requests miss."""
 
     def __repr__(self) -> str:
         """The fields, with URL credentials redacted and the signing keys hidden."""

@@ -18,7 +18,7 @@ from litestar.types import ControllerRouterHandler
 from app.cache import CacheManager, CacheSpec
 from app.db import Database, Migrations, Seed
 
-__all__ = ("Domain", "OpenAPIRefinement", "ReadinessCheck", "ServiceFactory")
+__all__ = ("Domain", "OpenAPIRefinement", "ReadinessCheck", "ServiceFactory", "WarmUp")
 
 ServiceFactory: TypeAlias = Callable[[Database, CacheManager], Mapping[str, object]]
 """Builds a domain's objects over the shared database and cache manager, by the names handlers ask for."""
@@ -26,6 +26,8 @@ ServiceFactory: TypeAlias = Callable[[Database, CacheManager], Mapping[str, obje
 ReadinessCheck: TypeAlias = Callable[[Database], Awaitable[object]]
 """Raises unless the domain can serve (e.g. its table answers); run by `/health/ready` after the ping."""
 
+WarmUp: TypeAlias = Callable[[Database, CacheManager, int], Awaitable[int]]
+"""Loads up to `count` of the domain's likely hottest entries into its caches; returns how many it wrote."""
 OpenAPIRefinement: TypeAlias = Callable[[dict[str, Schema]], None]
 """Corrects the generated component schemas (by Struct name) where Litestar cannot express the contract."""
 
@@ -70,6 +72,8 @@ class Domain:
     """Request bodies with `forbid_unknown_fields`: published with `additionalProperties: false`."""
     refine_openapi: OpenAPIRefinement | None = None
     """Further corrections of the domain's schemas in the OpenAPI document."""
+    warm_up: WarmUp | None = None
+    """Run at start-up, in the background, when `CACHE_WARMUP_ENTRIES` is above 0 (`app.warmup`)."""
 
     def __post_init__(self) -> None:
         """Refuse a declaration that provides names without a factory to build them."""

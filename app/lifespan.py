@@ -11,12 +11,13 @@ import logging
 import os
 import time
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from app.config import redact_url
 from app.db import UnavailableDatabase, dialect_of, migrate, open_database
 from app.db.outbox import DatabaseOutbox
+from app.warmup import start_warm_up
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Sequence
@@ -168,6 +169,14 @@ def _use_database(app: Litestar, domains: Sequence[Domain], database: Database) 
             app.state[name] = value
 
 
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel a background task of the lifespan and wait (at most 5 s) for it to end."""
+    task.cancel()
+    with suppress(asyncio.CancelledError, TimeoutError):
+        async with asyncio.timeout(5):
+            await task
+
+
 @asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncGenerator[None]:
     """Open the database and build every domain's objects over it and the cache manager (on `app.state`).
@@ -197,16 +206,12 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None]:
             with suppress(TimeoutError):  # trusted from the first request on, unless this takes too long
                 async with asyncio.timeout(_FIRST_ATTEMPT_SECONDS):
                     await manager.fence.sync()
+        warming = None if connecting else start_warm_up(domains, database, manager, settings.cache_warmup_entries)
+        if warming is not None:
+            stack.push_async_callback(_cancel, warming)
         if connecting:
             task = asyncio.create_task(_connect_in_background(app, settings, domains, started))
-
-            async def stop_connecting() -> None:
-                task.cancel()
-                with suppress(asyncio.CancelledError, TimeoutError):
-                    async with asyncio.timeout(5):
-                        await task
-
-            stack.push_async_callback(stop_connecting)
+            stack.push_async_callback(_cancel, task)
         health = await manager.health()
         if health.status != "ok":
             logger.warning(

@@ -206,8 +206,22 @@ def _coalescing(backend: CoalescingBackend) -> Iterator[Metric]:
         labels=("backend",),
     )
     batched.add_metric((backend.name,), backend.batched_calls)
+    writes = CounterMetricFamily(
+        "cache_backend_writes",
+        "Writes request coalescing sent to the backend (one pipeline per tick and kind of write).",
+        labels=("backend",),
+    )
+    writes.add_metric((backend.name,), backend.write_batches)
+    batched_writes = CounterMetricFamily(
+        "cache_batched_writes",
+        "Writes that rode along with another write of the same tick (no backend round trip of their own).",
+        labels=("backend",),
+    )
+    batched_writes.add_metric((backend.name,), backend.batched_writes)
     yield reads
     yield batched
+    yield writes
+    yield batched_writes
 
 
 class _Series:

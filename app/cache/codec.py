@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from binascii import b2a_base64
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
@@ -22,8 +23,12 @@ def _encode_int(key: int) -> str:
     return str(key)
 
 
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _encode_uuid(key: UUID) -> str:
-    return key.hex
+    """22 characters of URL-safe base64 without padding (32 as hex)."""
+    return b2a_base64(key.bytes, newline=False)[:22].translate(_URL_SAFE).decode()
 
 
 def _encode_str(key: str) -> str:

@@ -1,12 +1,15 @@
 """The stored entry: its header, its msgpack layout, jittered TTLs, soft expiry and the signing hook.
 
 A stored entry is the msgpack array `[version, fresh_until_ms, value]`, or `[version, fresh_until_ms]` for a
-cached absence, optionally followed by an `EntrySigner` tag. `EntryFormat` packs and unpacks the entries of one
-typed cache; the header helpers let backends read an entry's version without decoding its value.
+cached absence, optionally followed by an `EntrySigner` tag. The version is a 9-byte uint64 at a fixed offset;
+`fresh_until_ms` takes as few bytes as msgpack allows (one without a soft TTL, and in markers). `EntryFormat`
+packs and unpacks the entries of one typed cache; the header helpers let backends read an entry's version without
+decoding its value.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import random
@@ -42,19 +45,23 @@ __all__ = (
 
 V = TypeVar("V")
 
-_HEADER = struct.Struct(">BBQBQ")
+_VERSION = struct.Struct(">BBQ")
+_FRESH_UNTIL = struct.Struct(">BQ")
 _ARRAY_OF_3 = 0x93
 _ARRAY_OF_2 = 0x92
 _UINT64 = 0xCF
+_MAX_FIXINT = 0x7F
 
-ENTRY_FORMAT = b"entry-3"
+ENTRY_FORMAT = b"entry-4"
 """Names the layout `entry_header` describes. It is part of every cache key's fingerprint
 (`app.cache.codec.schema_fingerprint`), so a deploy that changes the layout reads none of the old entries.
 `entry-3`: an absent entry with `fresh_until_ms` 1 is a fence marker (a miss), which `entry-2` readers would
-take for "absent"."""
+take for "absent". `entry-4`: `fresh_until_ms` in its shortest msgpack form (one byte for 0 and for markers)
+instead of a 9-byte uint64."""
 
-HEADER_SIZE = _HEADER.size
-"""Bytes before the value in a stored entry (19)."""
+HEADER_SIZE = _VERSION.size + 1
+"""The fewest bytes before the value in a stored entry (11): the array marker, the 9-byte version and a one-byte
+`fresh_until_ms` (0, or a fence marker's 1). An entry with a soft TTL has 8 more."""
 
 FENCED = 1
 """`fresh_until_ms` of a fence marker: an "absent" entry that reads as a miss. Its version still makes the
@@ -62,14 +69,17 @@ compare-and-set refuse older values, so a load that read the database before a w
 
 
 def entry_header(version: int, fresh_until_ms: int, *, present: bool) -> bytes:
-    """The first `HEADER_SIZE` bytes of a stored entry.
+    """The bytes of a stored entry before its value: `HEADER_SIZE`, or 8 more with a soft TTL.
 
-    Both integers of the array are written as 9-byte uint64 (msgpack allows a wider form than needed), which
-    puts the version at a fixed place, bytes 2 to 9, big endian: the Lua compare-and-set and the memory backend
-    read it there without decoding the value (Lua reads it as a double, so versions are compared exactly below
-    2**53).
+    The version is written as a 9-byte uint64 (msgpack allows a wider form than needed), which puts it at a fixed
+    place, bytes 2 to 9, big endian: the Lua compare-and-set and the memory backend read it there without
+    decoding the value (Lua reads it as a double, so versions are compared exactly below 2**53).
+    `fresh_until_ms` follows in its shortest form: a positive fixint (0, or `FENCED`) or a uint64.
     """
-    return _HEADER.pack(_ARRAY_OF_3 if present else _ARRAY_OF_2, _UINT64, version, _UINT64, fresh_until_ms)
+    head = _VERSION.pack(_ARRAY_OF_3 if present else _ARRAY_OF_2, _UINT64, version)
+    if fresh_until_ms <= _MAX_FIXINT:
+        return head + bytes((fresh_until_ms,))
+    return head + _FRESH_UNTIL.pack(_UINT64, fresh_until_ms)
 
 
 def stored_version(value: bytes | None) -> int | None:
@@ -80,12 +90,13 @@ def stored_version(value: bytes | None) -> int | None:
 
 
 def schema_fingerprint(value_type: Any, layout: bytes = b"") -> str:
-    """Return 8 hex digits that change whenever `value_type`'s msgspec schema changes.
+    """Return 4 characters (24 bits, URL-safe base64) that change whenever `value_type`'s msgspec schema changes.
 
-    `ENTRY_FORMAT` and `layout` (the rest of the entry layout, such as a signature tag) go into it too.
+    `ENTRY_FORMAT` and `layout` (the rest of the entry layout, such as a signature tag) go into it too. It only
+    has to tell apart the schemas one namespace goes through across deploys, so 24 bits are plenty.
     """
     schema = msgspec.json.encode(msgspec.json.schema(value_type), order="sorted")
-    return hashlib.blake2b(ENTRY_FORMAT + layout + schema, digest_size=4).hexdigest()
+    return base64.urlsafe_b64encode(hashlib.blake2b(ENTRY_FORMAT + layout + schema, digest_size=3).digest()).decode()
 
 
 class _Stored(msgspec.Struct, Generic[V], array_like=True):

@@ -218,6 +218,15 @@ class CacheWrites(Generic[K, V]):
         self._flights.detach(items)
         await self._write(self._versioned(items.items()), ttl or self.policy.ttl)
 
+    async def fill_many(self, items: Mapping[K, V]) -> None:
+        """Cache values just read from the source of truth, as a load does (a warm-up).
+
+        Like a load's fill: versioned (never over a newer cached version), not published to other processes and
+        not remembered if it fails; skipped while the consistency fence is not trusted.
+        """
+        if items and (self._fence is None or self._fence.trusted()):
+            await self._write(self._versioned(items.items()), self.policy.ttl, track=False)
+
     async def set_absent(self, key: K, version: int = 0, ttl: float | None = None) -> None:
         """Cache that `key` has no value, for `ttl` (default `negative_ttl`) seconds.
 

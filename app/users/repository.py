@@ -136,6 +136,18 @@ class UserRepository:
             )
         return [self._user(row) for row in rows]
 
+    async def newest(self, before: int | None, limit: int) -> list[User]:
+        """Return up to `limit` users with ids below `before` (from the newest when `None`), newest first."""
+        if before is None:
+            rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM users ORDER BY id DESC LIMIT $1", limit)  # noqa: S608
+        else:
+            rows = await self.db.fetch(
+                f"SELECT {_COLUMNS} FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2",  # noqa: S608 - constant columns
+                before,
+                limit,
+            )
+        return [self._user(row) for row in rows]
+
     async def page_at(self, offset: int, limit: int) -> list[User]:
         """Return up to `limit` users ordered by id, skipping `offset` (the database walks the skipped ones)."""
         rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2", limit, offset)  # noqa: S608

@@ -31,7 +31,7 @@ class UserService:
     back) or, on delete, leave tombstones.
     """
 
-    __slots__ = ("id_by_uuid", "repository", "user_by_id", "uuid_by_id")
+    __slots__ = ("id_by_uuid", "repository", "user_by_id")
 
     def __init__(
         self,
@@ -39,29 +39,18 @@ class UserService:
         repository: UserRepository,
         user_by_id: Cache[int, User],
         id_by_uuid: Cache[UUID, int],
-        uuid_by_id: Cache[int, UUID],
     ) -> None:
         """Combine a repository with the user caches."""
         self.repository = repository
         self.user_by_id = user_by_id
         self.id_by_uuid = id_by_uuid
-        self.uuid_by_id = uuid_by_id
 
     # -- loaders: what a cache miss costs -----------------------------------------------------------
-
-    async def _load_by_id(self, ids: list[int]) -> dict[int, User]:
-        users = await self.repository.get_many_by_id(ids)
-        if users:
-            await self.uuid_by_id.set_many({user.id: user.uuid for user in users.values()})
-        return users
 
     async def _load_id_by_uuid(self, uuids: list[UUID]) -> dict[UUID, int]:
         users = await self.repository.get_many_by_uuid(uuids)
         if users:
-            await asyncio.gather(
-                self.user_by_id.set_many({user.id: user for user in users.values()}),
-                self.uuid_by_id.set_many({user.id: user.uuid for user in users.values()}),
-            )
+            await self.user_by_id.set_many({user.id: user for user in users.values()})
         return {uuid: user.id for uuid, user in users.items()}
 
     async def _load_id_of_uuid(self, user_uuid: UUID) -> int | None:
@@ -96,7 +85,7 @@ class UserService:
         """Return the users among `ids` and `uuids`: one cache round trip per kind, one query for the misses."""
         ids_of_uuids = await self.id_by_uuid.get_many_or_load(uuids, self._load_id_by_uuid) if uuids else {}
         wanted = [*ids, *ids_of_uuids.values()]
-        users = await self.user_by_id.get_many_or_load(wanted, self._load_by_id) if wanted else {}
+        users = await self.user_by_id.get_many_or_load(wanted, self.repository.get_many_by_id) if wanted else {}
         found: dict[int, User] = {}
         for user_id in wanted:
             if user_id in users:
@@ -137,7 +126,6 @@ class UserService:
         return [
             OutboxRow(self.user_by_id.namespace, self.user_by_id.key_text(user.id), user.version, "create"),
             OutboxRow(self.id_by_uuid.namespace, self.id_by_uuid.key_text(user.uuid), MAPPING_VERSION, "create"),
-            OutboxRow(self.uuid_by_id.namespace, self.uuid_by_id.key_text(user.id), MAPPING_VERSION, "create"),
         ]
 
     def _updated(self, user: User) -> list[OutboxRow]:
@@ -147,7 +135,6 @@ class UserService:
         return [
             OutboxRow(self.user_by_id.namespace, self.user_by_id.key_text(user.id), user.version + 1, "delete"),
             OutboxRow(self.id_by_uuid.namespace, self.id_by_uuid.key_text(user.uuid), TOMBSTONE_VERSION, "delete"),
-            OutboxRow(self.uuid_by_id.namespace, self.uuid_by_id.key_text(user.id), TOMBSTONE_VERSION, "delete"),
         ]
 
     async def create(self, data: UserCreate) -> User:
@@ -167,7 +154,6 @@ class UserService:
         await asyncio.gather(
             self.user_by_id.set(user.id, user),
             self.id_by_uuid.set(user.uuid, user.id),
-            self.uuid_by_id.set(user.id, user.uuid),
         )
         return user
 
@@ -204,5 +190,4 @@ class UserService:
         await asyncio.gather(
             self.user_by_id.set_absent(user.id, version=user.version + 1, ttl=self.user_by_id.policy.ttl),
             self.id_by_uuid.set_absent(user.uuid, version=TOMBSTONE_VERSION, ttl=self.id_by_uuid.policy.ttl),
-            self.uuid_by_id.set_absent(user.id, version=TOMBSTONE_VERSION, ttl=self.uuid_by_id.policy.ttl),
         )
