@@ -16,8 +16,18 @@ import redis
 from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import NodesManager
 
-from app.cache import BreakerState, CacheBackendError, ClusterBackend, Entry, InvalidationBus, NearCache
+from app.cache import (
+    BreakerState,
+    CacheBackendError,
+    CacheManager,
+    ClusterBackend,
+    CoalescingBackend,
+    Entry,
+    InvalidationBus,
+    NearCache,
+)
 from app.cache.cluster import _NodeBackend  # pyright: ignore[reportPrivateUsage]
+from app.cache.config import CacheConfig
 from app.cache.entry import HEADER_SIZE
 from tests.servers import RedisClusterServer
 
@@ -234,3 +244,19 @@ async def test_the_node_hook_fires_for_each_master_connection_and_a_promoted_rep
         assert f"127.0.0.1:{victim.port}" not in backend.nodes
     finally:
         await backend.close()
+
+
+async def test_from_config_wires_each_master_connection_to_the_fence(redis_cluster_url: str) -> None:
+    manager = CacheManager.from_config(CacheConfig(url=redis_cluster_url, cluster=True, consistency_bound=1.0))
+    try:
+        backend = manager.backend.inner if isinstance(manager.backend, CoalescingBackend) else manager.backend
+        assert isinstance(backend, ClusterBackend)
+        fence = manager.fence
+        assert fence is not None
+        assert fence.probe is not None
+        before = fence.epoch
+        await fence.probe()  # opens every master's connection
+        assert fence.epoch == before + 3  # one revoke per master
+        assert manager.breaker is backend
+    finally:
+        await manager.close()
