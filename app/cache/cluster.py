@@ -282,26 +282,26 @@ class ClusterBackend(CacheBackend):
     async def _refresh(self) -> None:
         self._last_refresh = time.monotonic()
         client = self._client
-        with translate_errors():
+        with translate_errors():  # a malformed map too (redis-py checks coverage, not every slot)
             async with asyncio.timeout(self.socket_timeout * 4):
                 if self._slots is None:
                     await client.initialize()
                 else:
                     await client.nodes_manager.initialize()
-        self.refreshes += 1
-        owners = client.nodes_manager.slots_cache
-        previous = self._slots
-        nodes: dict[str, CircuitBreakerBackend] = {}
-        slots: list[CircuitBreakerBackend] = []
-        gained: set[str] = set()
-        for slot in range(REDIS_CLUSTER_HASH_SLOTS):
-            master = owners[slot][0]
-            node = nodes.get(master.name)
-            if node is None:
-                node = nodes[master.name] = self._nodes.get(master.name) or self._node(master)
-            if previous is not None and previous[slot] is not node:
-                gained.add(master.name)
-            slots.append(node)
+            self.refreshes += 1
+            owners = client.nodes_manager.slots_cache
+            previous = self._slots
+            nodes: dict[str, CircuitBreakerBackend] = {}
+            slots: list[CircuitBreakerBackend] = []
+            gained: set[str] = set()
+            for slot in range(REDIS_CLUSTER_HASH_SLOTS):
+                master = owners[slot][0]
+                node = nodes.get(master.name)
+                if node is None:
+                    node = nodes[master.name] = self._nodes.get(master.name) or self._node(master)
+                if previous is not None and previous[slot] is not node:
+                    gained.add(master.name)
+                slots.append(node)
         retired = [node for address, node in self._nodes.items() if address not in nodes]
         self._nodes = nodes
         self._slots = slots
@@ -368,9 +368,13 @@ class ClusterBackend(CacheBackend):
                     outcomes.append(None)
             if not redirected:
                 break
-            with translate_errors():
-                await self.refresh()
-                slots = await self._slot_map()
+            try:  # a caller waits for the new map no longer than for one master
+                async with asyncio.timeout(self.timeout):
+                    await self.refresh()
+            except (CacheBackendError, TimeoutError) as exc:
+                outcomes.append(exc)  # the redirected part failed; the others stand
+                break
+            slots = await self._slot_map()
             groups = {}
             for index in redirected:
                 groups.setdefault(slots[key_slot(keys[index].encode())], []).append(index)

@@ -29,7 +29,7 @@ from app.cache import (
 from app.cache.cluster import _NodeBackend  # pyright: ignore[reportPrivateUsage]
 from app.cache.config import CacheConfig
 from app.cache.entry import HEADER_SIZE
-from tests.servers import RedisClusterServer
+from tests.servers import RedisClusterServer, key_slot
 
 CHANNEL = "test:invalidations"
 
@@ -260,3 +260,29 @@ async def test_from_config_wires_each_master_connection_to_the_fence(redis_clust
         assert manager.breaker is backend
     finally:
         await manager.close()
+
+
+async def test_a_stale_slot_map_is_refreshed_on_moved_and_the_call_sent_again(redis_cluster_url: str) -> None:
+    backend = ClusterBackend.from_url(redis_cluster_url, timeout=1.0)
+    key = "moved-key"
+    try:
+        await backend.set_many([Entry(key, b"v", 60_000)])
+        slots = backend._slots  # pyright: ignore[reportPrivateUsage]
+        assert slots is not None
+        slot = key_slot(key.encode())
+        owner = slots[slot]
+        wrong = next(node for node in backend.nodes.values() if node is not owner)
+        for call in range(2):
+            slots = backend._slots  # pyright: ignore[reportPrivateUsage]
+            assert slots is not None
+            slots[slot] = wrong  # as after a resharding: the other master answers MOVED
+            refreshes = backend.refreshes
+            if call == 0:
+                assert await backend.get_many([key]) == [b"v"]
+            else:
+                await backend.delete_many([key])
+            assert backend.refreshes == refreshes + 1
+        assert await backend.get_many([key]) == [None]  # the delete reached the owner
+        assert wrong.state is BreakerState.CLOSED  # a redirection is not a failure
+    finally:
+        await backend.close()
