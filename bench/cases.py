@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bench.cluster import cluster_cases, cluster_specs
 from bench.procs import BenchError
 
 if TYPE_CHECKING:
@@ -16,8 +17,18 @@ if TYPE_CHECKING:
 
 __all__ = ("CASES", "FIRST_PATH", "REQUESTS", "HttpCase", "ServerSpec", "selected_cases", "server_specs")
 
-REQUESTS = {"id": "GET /users/{id}", "uuid": "GET /users/uuid/{uuid}", "list": "GET /users?limit=50"}
-FIRST_PATH = {"id": "/users/1", "uuid": "/users/uuid/550e8400-e29b-41d4-a716-446655440001", "list": "/users?limit=50"}
+REQUESTS = {
+    "id": "GET /users/{id}",
+    "uuid": "GET /users/uuid/{uuid}",
+    "list": "GET /users?limit=50",
+    "batch": "GET /users/batch?ids=1..10",
+}
+FIRST_PATH = {
+    "id": "/users/1",
+    "uuid": "/users/uuid/550e8400-e29b-41d4-a716-446655440001",
+    "list": "/users?limit=50",
+    "batch": "/users/1",  # readiness and the user-1 check; the batch itself answers a list
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +86,11 @@ CASES = (
         baseline=None,
         judged=False,
     ),
+    *cluster_cases(),  # bench/cluster.py
 )
 
 
-def server_specs(workdir: Path, redis_url: str) -> dict[str, ServerSpec]:
+def server_specs(workdir: Path, redis_url: str, cluster_url: str | None = None) -> dict[str, ServerSpec]:
     python = sys.executable
     tag = os.getpid()
 
@@ -115,6 +127,7 @@ def server_specs(workdir: Path, redis_url: str) -> dict[str, ServerSpec]:
         "svc-near-granian": service(
             "svc-near-granian", {"REDIS_URL": redis_url, "CACHE_NEAR_ENABLED": "true", "SERVER": "granian"}
         ),
+        **cluster_specs(workdir, cluster_url, f"bench-svc-cluster-{tag}"),
     }
 
 

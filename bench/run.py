@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.cases import selected_cases, server_specs
+from bench.cluster import CLUSTER_SERVERS, cluster_notes, running_cluster
 from bench.config import COMMITTED_OUTPUT, QUICK_OUTPUT, REPO, BenchConfig
 from bench.procs import BenchError, RedisServer, require_binary
 from bench.reporting import environment, report
@@ -36,14 +37,22 @@ if TYPE_CHECKING:
 __all__ = ("main",)
 
 
-def bench(config: BenchConfig, workdir: Path, cases: Sequence[HttpCase], *, wrk: str, redis_server: str) -> str:
+def bench(
+    config: BenchConfig,
+    workdir: Path,
+    cases: Sequence[HttpCase],
+    *,
+    wrk: str,
+    redis_server: str,
+    cluster_url: str | None = None,
+) -> str:
     notes: list[str] = []
     env_lines = environment(wrk, redis_server)
     server = RedisServer().start()
     log(f"throw-away redis-server at {server.url}; work directory {workdir}")
     try:
         lib_rows = run_lib(server.url, workdir) if config.lib else []
-        specs = server_specs(workdir, server.url)
+        specs = server_specs(workdir, server.url, cluster_url)
         needed = [specs[name] for name in dict.fromkeys(case.server for case in cases)]
         results: dict[tuple[str, int], CaseResult] = {}
         if cases:
@@ -53,7 +62,7 @@ def bench(config: BenchConfig, workdir: Path, cases: Sequence[HttpCase], *, wrk:
             log(f"servers ready in {time.monotonic() - started:.1f} s")
             try:
                 results = run_http(servers, cases, config, wrk)
-                notes += redis_key_notes(server.url, servers)
+                notes += redis_key_notes(server.url, servers) + cluster_notes(results)
             finally:
                 stop_servers(servers)
     finally:
@@ -77,7 +86,8 @@ def main() -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
-        text = bench(config, workdir, cases, wrk=wrk, redis_server=redis_server)
+        with running_cluster(any(case.server in CLUSTER_SERVERS for case in cases)) as cluster_url:
+            text = bench(config, workdir, cases, wrk=wrk, redis_server=redis_server, cluster_url=cluster_url)
     except (BenchError, subprocess.CalledProcessError) as exc:
         log(f"bench: {exc}\n(server logs kept in {workdir})")
         return 2

@@ -15,7 +15,7 @@ import redis
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.cache import CacheBackend, CircuitBreakerBackend, MemoryBackend, RedisBackend
+from app.cache import CacheBackend, CircuitBreakerBackend, ClusterBackend, MemoryBackend, RedisBackend
 from app.config import Settings
 from app.server import create_app
 from tests.servers import (
@@ -175,7 +175,8 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[CacheBackend]
         yield MemoryBackend(max_entries=10_000)
         return
     url, cluster = _redis_backend_url(request, request.param)
-    backend = CircuitBreakerBackend(RedisBackend.from_url(url, cluster=cluster), timeout=1.0)
+    inner = ClusterBackend.from_url(url, timeout=1.0) if cluster else RedisBackend.from_url(url)
+    backend = CircuitBreakerBackend(inner, timeout=1.0)
     try:
         yield backend
     finally:

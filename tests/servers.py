@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -129,6 +129,8 @@ class RedisClusterServer:
         extra = (
             "--cluster-enabled", "yes", "--cluster-node-timeout", str(self.node_timeout_ms),
             "--cluster-config-file", "nodes.conf", "--cluster-replica-validity-factor", "0",
+            # The other masters keep serving while one is down (the default refuses every key until promotion).
+            "--cluster-require-full-coverage", "no",
         )  # fmt: skip
         # The bus port defaults to port + 10000, which may be taken or out of range: each node gets a free one.
         self.nodes = [RedisServer(extra_args=(*extra, "--cluster-port", str(free_port()))).start() for _ in range(6)]
@@ -174,11 +176,24 @@ class RedisClusterServer:
         slot = key_slot(key.encode())
         for node in self.masters():
             with redis.Redis(port=node.port, socket_timeout=0.5) as client:
-                slots: list[list[int]] = client.execute_command("CLUSTER", "SLOTS")  # pyright: ignore[reportAssignmentType]
-                for start, end, *_ in slots:
-                    if start <= slot <= end:
+                slots: list[list[Any]] = client.execute_command("CLUSTER", "SLOTS")  # pyright: ignore[reportAssignmentType]
+                # Every node lists every range: the one that is this node's, by the master's port.
+                for start, end, master, *_ in slots:
+                    if start <= slot <= end and int(master[1]) == node.port:
                         return node
         raise RuntimeError(f"no running master serves slot {slot}")
+
+    def wait_promoted(self, key: str, timeout: float = 30.0) -> RedisServer:
+        """After its master died: wait until a running node claims `key`'s slot as its master; return it."""
+        found: list[RedisServer] = []
+
+        def promoted() -> bool:
+            with contextlib.suppress(RuntimeError):
+                found.append(self.node_for(key))
+            return bool(found)
+
+        _wait_until(promoted, timeout, f"a new master for {key!r}")
+        return found[0]
 
     def close(self) -> None:
         for node in self.nodes:

@@ -1,8 +1,9 @@
 """A typed, async cache library on Redis or memory. It knows nothing about the application using it.
 
 The package imports nothing from the rest of `app` (it could be published on its own) and ships a `py.typed`
-marker. redis-py and hiredis are needed only by the Redis parts: `RedisBackend` and `InvalidationBus` are
-imported on first access, so the memory backend, `Cache` and `CacheManager` work without them installed.
+marker. redis-py and hiredis are needed only by the Redis parts: `RedisBackend`, `ClusterBackend` and
+`InvalidationBus` are imported on first access, so the memory backend, `Cache` and `CacheManager` work without
+them installed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from app.cache.stats import CacheStats
 from app.cache.typed import Cache
 
 if TYPE_CHECKING:
+    from app.cache.cluster import ClusterBackend
     from app.cache.invalidation import InvalidationBus
     from app.cache.redis import RedisBackend
 
@@ -39,6 +41,7 @@ __all__ = (
     "CacheSpec",
     "CacheStats",
     "CircuitBreakerBackend",
+    "ClusterBackend",
     "CoalescingBackend",
     "Entry",
     "EntrySigner",
@@ -50,7 +53,11 @@ __all__ = (
     "RedisBackend",
 )
 
-_NEEDS_REDIS = {"InvalidationBus": "app.cache.invalidation", "RedisBackend": "app.cache.redis"}
+_NEEDS_REDIS = {
+    "ClusterBackend": "app.cache.cluster",
+    "InvalidationBus": "app.cache.invalidation",
+    "RedisBackend": "app.cache.redis",
+}
 """Exports whose modules import redis-py, by the module that defines them."""
 
 

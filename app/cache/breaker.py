@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from enum import StrEnum
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from typing_extensions import override
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from app.cache.backend import CacheBackend, Entry
 
-__all__ = ("BreakerState", "CircuitBreakerBackend")
+__all__ = ("BreakerState", "CircuitBreakerBackend", "ReportsBreaker")
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,31 @@ class BreakerState(StrEnum):
     """Calls fail at once, without touching the backend."""
     HALF_OPEN = "half_open"
     """One probe call is in flight; the others fail at once."""
+
+
+@runtime_checkable
+class ReportsBreaker(Protocol):
+    """What metrics and health read of a breaker: a `CircuitBreakerBackend`, or a backend with one per server."""
+
+    @property
+    def name(self) -> str:
+        """The backend's name."""
+        ...
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state (with several breakers, the worst)."""
+        ...
+
+    @property
+    def lag_timeouts(self) -> int:
+        """Calls that timed out while the event loop lagged (not counted as failures)."""
+        ...
+
+    @property
+    def latency(self) -> dict[str, LatencyHistogram]:
+        """Call latency by operation."""
+        ...
 
 
 class CircuitBreakerBackend(WrappingBackend):
@@ -72,6 +97,7 @@ class CircuitBreakerBackend(WrappingBackend):
         failure_threshold: int = 3,
         reset_timeout: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        latency: dict[str, LatencyHistogram] | None = None,
     ) -> None:
         """Wrap `inner`.
 
@@ -81,6 +107,8 @@ class CircuitBreakerBackend(WrappingBackend):
             failure_threshold: Consecutive failures that open the circuit.
             reset_timeout: Seconds the circuit stays open before a probe.
             clock: Monotonic seconds; tests inject their own.
+            latency: Histograms by operation to record into, shared with other breakers (a cluster's masters);
+                new ones by default.
         """
         super().__init__(inner)
         self.timeout = timeout
@@ -93,9 +121,7 @@ class CircuitBreakerBackend(WrappingBackend):
         self.last_error: str | None = None
         self.lag_timeouts = 0
         """Calls that ran out of time while the event loop itself was late (not counted as backend failures)."""
-        self.latency: dict[str, LatencyHistogram] = {
-            op: LatencyHistogram() for op in ("get", "set", "set_if_newer", "delete", "ping")
-        }
+        self.latency: dict[str, LatencyHistogram] = latency if latency is not None else new_latency()
 
     @property
     def state(self) -> BreakerState:
@@ -179,6 +205,11 @@ class CircuitBreakerBackend(WrappingBackend):
             raise CacheBackendError(str(exc)) from exc
         except (CacheBackendError, TimeoutError) as exc:
             raise CacheBackendError(str(exc) or type(exc).__name__) from exc
+
+
+def new_latency() -> dict[str, LatencyHistogram]:
+    """One empty histogram per backend operation."""
+    return {op: LatencyHistogram() for op in ("get", "set", "set_if_newer", "delete", "ping")}
 
 
 MAX_STRETCH = 10

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import msgspec
 
 from app.cache.backend import CacheBackendError
-from app.cache.breaker import CircuitBreakerBackend
+from app.cache.breaker import CircuitBreakerBackend, ReportsBreaker
 from app.cache.coalesce import CoalescingBackend
 from app.cache.fence import CacheFence
 from app.cache.memory import MemoryBackend
@@ -23,6 +23,8 @@ from app.cache.typed import Cache
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from redis.asyncio import Redis, RedisCluster
 
     from app.cache.backend import CacheBackend
     from app.cache.config import CacheConfig
@@ -165,23 +167,31 @@ class CacheManager:
             elif config.url is None:
                 backend = MemoryBackend(max_entries=config.memory_max_entries)
             else:
-                from app.cache.invalidation import InvalidationBus  # noqa: PLC0415 - redis-py only when configured
+                from app.cache.cluster import ClusterBackend  # noqa: PLC0415 - redis-py only when configured
+                from app.cache.invalidation import InvalidationBus  # noqa: PLC0415
                 from app.cache.redis import RedisBackend  # noqa: PLC0415
 
-                redis = RedisBackend.from_url(
-                    config.url, cluster=config.cluster, sentinel_password=config.sentinel_password
-                )
-                backend = CircuitBreakerBackend(redis, timeout=config.timeout)
+                client: Redis | RedisCluster
+                if config.cluster:
+                    # A breaker per master inside: a dead master costs only its own keys.
+                    cluster = ClusterBackend.from_url(config.url, timeout=config.timeout)
+                    backend, client = cluster, cluster.client
+                    if fence is not None:
+                        cluster.on_node_connect = lambda _address: fence.revoke()
+                        fence.probe = cluster.open_connections
+                else:
+                    redis = RedisBackend.from_url(config.url, sentinel_password=config.sentinel_password)
+                    backend, client = CircuitBreakerBackend(redis, timeout=config.timeout), redis.client
+                    reads = redis.reads
+                    if fence is not None and reads is not None:
+                        reads.on_connect = fence.revoke
+                        fence.probe = lambda: reads.execute("PING")
                 if config.coalesce:
                     backend = CoalescingBackend(backend)
                 if config.near:
                     # With a fence, a hung subscription is noticed within δ.
                     ping = 1.0 if fence is None else min(1.0, fence.bound / 4)
-                    bus = InvalidationBus(redis.client, f"{config.prefix}:invalidations", ping_interval=ping)
-                reads = redis.reads
-                if fence is not None and reads is not None:
-                    reads.on_connect = fence.revoke
-                    fence.probe = lambda: reads.execute("PING")
+                    bus = InvalidationBus(client, f"{config.prefix}:invalidations", ping_interval=ping)
         return cls(
             backend,
             prefix=config.prefix,
@@ -233,12 +243,12 @@ class CacheManager:
         return {namespace: cache.stats for namespace, (_, cache) in self._caches.items()}
 
     @property
-    def breaker(self) -> CircuitBreakerBackend | None:
-        """The circuit breaker around the backend, if there is one."""
+    def breaker(self) -> ReportsBreaker | None:
+        """The circuit breaker around the backend (on a cluster, the masters' breakers), if there is one."""
         backend = self.backend
         if isinstance(backend, CoalescingBackend):
             backend = backend.inner
-        return backend if isinstance(backend, CircuitBreakerBackend) else None
+        return backend if isinstance(backend, ReportsBreaker) else None
 
     async def health(self) -> CacheHealth:
         """Ping the backend. Never raises: a dead backend is reported as degraded."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import hiredis
 from redis.asyncio import ConnectionPool, SSLConnection
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
@@ -96,6 +97,20 @@ class _Protocol(asyncio.Protocol):
         self._waiters.append(waiter)
         self._transport.write(packed)  # type: ignore[union-attr]
         return waiter
+
+    def send_many(self, packed: Sequence[bytes]) -> list[asyncio.Future[Any]]:
+        """Write several packed commands in one write (a pipeline); one future per command, in order."""
+        if self.error is not None:
+            raise ConnectionError(str(self.error))
+        loop = self._loop
+        waiters = [loop.create_future() for _ in packed]
+        if not self._waiters:
+            self._last_progress = time.monotonic()
+            if self._watchdog is None:
+                self._watchdog = loop.call_later(self._timeout, self._check_progress)
+        self._waiters.extend(waiters)
+        self._transport.write(b"".join(packed))  # type: ignore[union-attr]
+        return waiters
 
     def abort(self, error: Exception) -> None:
         """Close the connection at once; pending and later callers get `error`."""
@@ -198,9 +213,18 @@ class MultiplexedConnection:
         """Parse a `redis://`, `rediss://` or `unix://` URL the way redis-py does."""
         # redis-py's public URL parsing (a pool connects only when used) and its TLS settings from ssl_* options.
         pool = ConnectionPool.from_url(url)  # pyright: ignore[reportUnknownMemberType]
-        options = pool.connection_kwargs
+        return cls.from_options(pool.connection_class, pool.connection_kwargs, timeout=timeout)
+
+    @classmethod
+    def from_options(
+        cls, connection_class: type[AbstractConnection], options: dict[str, Any], *, timeout: float = 0.5
+    ) -> MultiplexedConnection:
+        """Connect where a redis-py connection of `connection_class` built from `options` would.
+
+        TLS is verified the same way. `options` are a pool's, or a cluster node's `connection_kwargs`.
+        """
         ssl_context = None
-        if issubclass(pool.connection_class, SSLConnection):
+        if issubclass(connection_class, SSLConnection):
             ssl_context = cast("ssl.SSLContext", SSLConnection(**options).ssl_context.get())  # pyright: ignore[reportUnknownMemberType]
         return cls(
             options.get("host", "127.0.0.1"),
@@ -224,6 +248,34 @@ class MultiplexedConnection:
         if protocol is None or protocol.error is not None:
             protocol = await self._connect()
         return await protocol.send(pack_command(args))
+
+    async def pipeline(self, commands: Sequence[Sequence[str | bytes | int | float]]) -> list[Any]:
+        """Send several commands in one write and return their replies in order.
+
+        An error reply is returned as a `RedisReplyError` in its place, not raised.
+
+        Raises:
+            ConnectionError: Could not connect, or the connection dropped or stalled before the last reply.
+        """
+        protocol = self._protocol
+        if protocol is None or protocol.error is not None:
+            protocol = await self._connect()
+        waiters = protocol.send_many([pack_command(command) for command in commands])
+        replies: list[Any] = []
+        try:
+            for waiter in waiters:
+                try:  # replies arrive in order: once the first is in, the others mostly are too
+                    replies.append(await waiter)
+                except RedisReplyError as exc:
+                    replies.append(exc)
+        except BaseException:
+            for waiter in waiters:  # a dropped connection failed them all, or the caller was cancelled
+                if not waiter.done():
+                    waiter.cancel()  # its reply is read and dropped
+                elif not waiter.cancelled():
+                    waiter.exception()
+            raise
+        return replies
 
     async def _connect(self) -> _Protocol:
         # One connect at a time: callers that arrive meanwhile wait for it rather than opening their own, and

@@ -19,6 +19,8 @@ class NodeHealth(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     """`ok`, or `down` when it did not answer a PING."""
     error: str | None = None
+    breaker: str | None = None
+    """This master's own circuit breaker (`closed`, `open`, `half_open`) on a cluster; `None` elsewhere."""
 
 
 @runtime_checkable

@@ -1,4 +1,7 @@
-"""Redis backend (standalone, Cluster, Sentinel): MGET over a multiplexed connection, pipelined writes over a pool."""
+"""Redis backend (standalone, Sentinel): MGET over a multiplexed connection, pipelined writes over a pool.
+
+A Redis Cluster has its own backend, `app.cache.cluster.ClusterBackend`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,10 @@ import asyncio
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
 from typing_extensions import override
 
 from app.cache.backend import CacheBackend, CacheBackendError
@@ -22,16 +24,14 @@ from app.cache.sentinel import SENTINEL_SCHEME, SentinelURL
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Sequence
 
-    from redis.asyncio.cluster import ClusterNode
-
     from app.cache.backend import Entry
 
-__all__ = ("RedisBackend",)
+__all__ = ("SET_IF_NEWER", "RedisBackend", "translate_errors")
 
 # Compare-and-set on the version in the entry header (`entry_header`: bytes 2-9, big endian, after the msgpack
 # array marker and the uint64 marker 0xcf), so a reader that loaded an old row never replaces a newer one (an
 # equal version is the same row, so it may be rewritten: that is how a refresh extends an entry).
-_SET_IF_NEWER = f"""
+SET_IF_NEWER = f"""
 local cur = redis.call('GET', KEYS[1])
 if cur and string.len(cur) >= {HEADER_SIZE} and string.byte(cur, 2) == 207 then
   local v = 0
@@ -44,7 +44,8 @@ return 1
 
 
 @contextmanager
-def _translate_errors() -> Generator[None]:
+def translate_errors() -> Generator[None]:
+    """Turn any exception but cancellation into `CacheBackendError`."""
     # Anything: redis-py, hiredis and uvloop raise more than their documented errors mid-failover (seen:
     # AttributeError from a connection closed under a pipeline, RuntimeError "handler is closed").
     try:
@@ -61,23 +62,23 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 class RedisBackend(CacheBackend):
-    """A backend on a `redis.asyncio` client, standalone or cluster.
+    """A backend on a `redis.asyncio` client (standalone, or a Sentinel's master).
 
     Reads (MGET) go over a `MultiplexedConnection` when one is given (`from_url` gives one to a standalone
     server): every concurrent read shares it, pipelined, with no pool checkout. Everything else, and every
-    call on a cluster, goes through the redis-py client and its pool.
+    through the redis-py client and its pool.
 
     The caller owns a client passed to the constructor; `from_url` builds a client that the backend
     owns and closes.
     """
 
-    __slots__ = ("_client", "_cluster", "_owns_client", "_reads", "_sentinel", "_set_if_newer", "chunk_size")
+    __slots__ = ("_client", "_owns_client", "_reads", "_sentinel", "_set_if_newer", "chunk_size")
 
     name = "redis"
 
     def __init__(
         self,
-        client: Redis | RedisCluster,
+        client: Redis,
         *,
         reads: MultiplexedConnection | None = None,
         chunk_size: int = 500,
@@ -95,10 +96,9 @@ class RedisBackend(CacheBackend):
         """
         self._client = client
         self._sentinel = sentinel
-        self._cluster = isinstance(client, RedisCluster)
         self._reads = reads
         self._owns_client = owns_client
-        self._set_if_newer = client.register_script(_SET_IF_NEWER)
+        self._set_if_newer = client.register_script(SET_IF_NEWER)
         self.chunk_size = chunk_size
 
     @classmethod
@@ -106,7 +106,6 @@ class RedisBackend(CacheBackend):
         cls,
         url: str,
         *,
-        cluster: bool = False,
         max_connections: int = 64,
         pool_timeout: float = 0.05,
         socket_timeout: float = 0.5,
@@ -119,8 +118,7 @@ class RedisBackend(CacheBackend):
             url: A `redis://` or `rediss://` URL, or `redis+sentinel://[user:password@]host:port[,host:port...]/
                 master_name[/db]`: reads, writes and pub/sub then go to the master the sentinels name, asked
                 again on every new connection, so they follow a failover.
-            cluster: Treat the URL as one node of a Redis Cluster.
-            max_connections: Pool size (per node on a cluster).
+            max_connections: Pool size.
             pool_timeout: How long a call waits for a free connection before failing.
             socket_timeout: Connect and read timeout of one command.
             chunk_size: See the constructor.
@@ -138,34 +136,22 @@ class RedisBackend(CacheBackend):
                 chunk_size=chunk_size,
             )
         # One immediate retry survives a connection that died while idle; the circuit breaker handles the rest.
-        retry = Retry(NoBackoff(), 1)
-        client: Redis | RedisCluster
-        if cluster:
-            client = RedisCluster.from_url(
-                url,
-                max_connections=max_connections,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-                retry=retry,
-            )
-        else:
-            pool = BlockingConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]
-                url,
-                max_connections=max_connections,
-                timeout=pool_timeout,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-                retry=retry,
-            )
-            client = Redis(connection_pool=pool)
-            client.auto_close_connection_pool = True
-            return cls(
-                client,
-                reads=MultiplexedConnection.from_url(url, timeout=socket_timeout),
-                chunk_size=chunk_size,
-                owns_client=True,
-            )
-        return cls(client, chunk_size=chunk_size, owns_client=True)
+        pool = BlockingConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]
+            url,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+        client = Redis(connection_pool=pool)
+        client.auto_close_connection_pool = True
+        return cls(
+            client,
+            reads=MultiplexedConnection.from_url(url, timeout=socket_timeout),
+            chunk_size=chunk_size,
+            owns_client=True,
+        )
 
     @classmethod
     def _from_sentinel_url(
@@ -213,7 +199,7 @@ class RedisBackend(CacheBackend):
         return self._reads
 
     @property
-    def client(self) -> Redis | RedisCluster:
+    def client(self) -> Redis:
         """The underlying client (for pub/sub and tests)."""
         return self._client
 
@@ -221,7 +207,7 @@ class RedisBackend(CacheBackend):
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        with _translate_errors():
+        with translate_errors():
             if self._reads is not None:
                 if len(keys) <= self.chunk_size:
                     return await self._reads.execute("MGET", *keys)
@@ -229,8 +215,6 @@ class RedisBackend(CacheBackend):
                     *(self._reads.execute("MGET", *chunk) for chunk in _chunks(keys, self.chunk_size))
                 )
                 return [value for chunk_values in chunks for value in chunk_values]
-            if self._cluster:
-                return list(await self._client.mget_nonatomic(list(keys)))  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType, reportAttributeAccessIssue]
             if len(keys) <= self.chunk_size:
                 return cast("list[bytes | None]", await self._client.mget(keys))  # pyright: ignore[reportUnknownMemberType]
             async with self._client.pipeline(transaction=False) as pipe:
@@ -243,7 +227,7 @@ class RedisBackend(CacheBackend):
     async def set_many(self, entries: Sequence[Entry]) -> None:
         if not entries:
             return
-        with _translate_errors():
+        with translate_errors():
             for chunk in _chunks(entries, self.chunk_size):
                 async with self._client.pipeline(transaction=False) as pipe:
                     for entry in chunk:
@@ -255,73 +239,42 @@ class RedisBackend(CacheBackend):
         if not entries:
             return []
         written: list[bool] = []
-        with _translate_errors():
+        with translate_errors():
             for chunk in _chunks(list(zip(entries, versions, strict=True)), self.chunk_size):
-                if self._cluster:
-                    results = await self._set_if_newer_on_cluster(chunk)
-                else:
-                    # `async with` resets the pipeline on every exit: redis-py loads scripts outside its own
-                    # cleanup, so a failed SCRIPT EXISTS would otherwise leave the pipeline holding a connection.
-                    async with self._client.pipeline(transaction=False) as pipe:
-                        for entry, version in chunk:
-                            await self._set_if_newer(
-                                keys=[entry.key],
-                                args=[entry.value, version, entry.ttl_ms],
-                                client=pipe,  # pyright: ignore[reportArgumentType]
-                            )
-                        results = await pipe.execute()
+                # `async with` resets the pipeline on every exit: redis-py loads scripts outside its own
+                # cleanup, so a failed SCRIPT EXISTS would otherwise leave the pipeline holding a connection.
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for entry, version in chunk:
+                        await self._set_if_newer(
+                            keys=[entry.key],
+                            args=[entry.value, version, entry.ttl_ms],
+                            client=pipe,  # pyright: ignore[reportArgumentType]
+                        )
+                    results = await pipe.execute()
                 written.extend(bool(result) for result in results)
         return written
-
-    async def _set_if_newer_on_cluster(self, chunk: Sequence[tuple[Entry, int]]) -> list[Any]:
-        """One EVALSHA per key in one cluster pipeline: redis-py sends one pipelined batch per node, concurrently.
-
-        Cluster pipelines cannot load scripts, so a node that does not know the script yet (new, or restarted)
-        makes the whole chunk load it on every master and run again (the script is idempotent).
-        """
-        sha = self._set_if_newer.sha
-        for attempt in range(2):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for entry, version in chunk:
-                    pipe.execute_command("EVALSHA", sha, 1, entry.key, entry.value, version, entry.ttl_ms)  # pyright: ignore[reportUnknownMemberType]
-                try:
-                    return await pipe.execute()
-                except NoScriptError:
-                    if attempt:
-                        raise
-            await self._client.script_load(_SET_IF_NEWER)  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
-        raise AssertionError("unreachable")
 
     @override
     async def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:
             return
-        with _translate_errors():
+        with translate_errors():
             for chunk in _chunks(keys, self.chunk_size):
                 async with self._client.pipeline(transaction=False) as pipe:
                     for key in chunk:
-                        # Not `pipe.unlink`: on a cluster pipeline that is a coroutine, and one never awaited.
-                        pipe.execute_command("UNLINK", key)  # pyright: ignore[reportUnknownMemberType]
+                        pipe.unlink(key)  # pyright: ignore[reportUnknownMemberType]
                     await pipe.execute()
 
     @override
     async def ping(self) -> None:
-        with _translate_errors():
+        with translate_errors():
             await self._client.ping()  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
 
     async def nodes_health(self) -> list[NodeHealth]:
-        """Ping every master (a cluster's, or the one the sentinels name now) directly; never raises."""
+        """Ping the server (the master the sentinels name now) directly; never raises."""
         client = self._client
         try:
             async with asyncio.timeout(self._node_timeout()):
-                if isinstance(client, RedisCluster):
-                    await client.initialize()
-                    masters = client.get_primaries()
-                    return list(
-                        await asyncio.gather(
-                            *(self._ping_node(f"{node.host}:{node.port}", client, node) for node in masters)
-                        )
-                    )
                 if self._sentinel is not None:
                     pool = cast("SentinelConnectionPool", client.connection_pool)
                     name = cast("str", pool.service_name)  # pyright: ignore[reportUnknownMemberType]
@@ -332,29 +285,15 @@ class RedisBackend(CacheBackend):
                     address = options.get("path") or f"{options.get('host', '127.0.0.1')}:{options.get('port', 6379)}"
         except Exception as exc:  # noqa: BLE001 - reported, never raised
             return [NodeHealth(address="?", role="master", status="down", error=type(exc).__name__)]
-        return [await self._ping_node(address, client, None)]
+        try:
+            async with asyncio.timeout(self._node_timeout()):
+                await client.ping()  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
+        except Exception as exc:  # noqa: BLE001 - reported, never raised
+            return [NodeHealth(address=address, role="master", status="down", error=type(exc).__name__)]
+        return [NodeHealth(address=address, role="master", status="ok")]
 
     def _node_timeout(self) -> float:
         return 1.0 if self._reads is None else max(self._reads.timeout * 2, 0.5)
-
-    async def _ping_node(self, address: str, client: Redis | RedisCluster, node: ClusterNode | None) -> NodeHealth:
-        try:
-            async with asyncio.timeout(self._node_timeout()):
-                if node is not None:
-                    # A connection of its own: through the cluster client, a dead node would make redis-py rebuild
-                    # its node map (dropping live nodes' connections unclosed), and a timeout would desync a pooled one.
-                    connection = node.connection_class(**node.connection_kwargs)
-                    try:
-                        await connection.connect()
-                        await connection.send_command("PING")
-                        await connection.read_response()
-                    finally:
-                        await connection.disconnect()
-                else:
-                    await client.ping()  # pyright: ignore[reportUnknownMemberType, reportGeneralTypeIssues]
-        except Exception as exc:  # noqa: BLE001 - reported, never raised
-            return NodeHealth(address=address, role="master", status="down", error=type(exc).__name__)
-        return NodeHealth(address=address, role="master", status="ok")
 
     @override
     async def close(self) -> None:
@@ -362,7 +301,7 @@ class RedisBackend(CacheBackend):
             await self._reads.close()
         if self._owns_client:
             self._owns_client = False
-            with _translate_errors():
+            with translate_errors():
                 await self._client.aclose()
                 if self._sentinel is not None:
                     for sentinel in self._sentinel.sentinels:  # pyright: ignore[reportUnknownVariableType, reportUnknownMemberType]

@@ -19,8 +19,10 @@ function init(args)
     for n = 1, 10 do paths[#paths + 1] = string.format("/users/uuid/550e8400-e29b-41d4-a716-4466554400%02d", n) end
   elseif mode == "list" then
     paths[1] = "/users?limit=50"
+  elseif mode == "batch" then
+    paths[1] = "/users/batch?ids=1,2,3,4,5,6,7,8,9,10"
   else
-    error("unknown mode: " .. mode .. " (expected id, uuid or list)")
+    error("unknown mode: " .. mode .. " (expected id, uuid, list or batch)")
   end
   for i, path in ipairs(paths) do
     requests[i] = wrk.format("GET", path)
