@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -172,12 +172,14 @@ class RedisClusterServer:
     def node_for(self, key: str) -> RedisServer:
         """The running master that serves `key` now."""
         slot = key_slot(key.encode())
-        for node in self.masters():
+        masters = {node.port: node for node in self.masters()}
+        for node in masters.values():
             with redis.Redis(port=node.port, socket_timeout=0.5) as client:
-                slots: list[list[int]] = client.execute_command("CLUSTER", "SLOTS")  # pyright: ignore[reportAssignmentType]
-                for start, end, *_ in slots:
-                    if start <= slot <= end:
-                        return node
+                # Every node answers with the whole map: (start, end, [host, port, id] of the master, replicas...)
+                slots: list[list[Any]] = client.execute_command("CLUSTER", "SLOTS")  # pyright: ignore[reportAssignmentType]
+            for start, end, owner, *_ in slots:
+                if start <= slot <= end and int(owner[1]) in masters:
+                    return masters[int(owner[1])]
         raise RuntimeError(f"no running master serves slot {slot}")
 
     def close(self) -> None:

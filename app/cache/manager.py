@@ -165,7 +165,10 @@ class CacheManager:
             elif config.url is None:
                 backend = MemoryBackend(max_entries=config.memory_max_entries)
             else:
-                from app.cache.invalidation import InvalidationBus  # noqa: PLC0415 - redis-py only when configured
+                from redis.asyncio import RedisCluster  # noqa: PLC0415 - redis-py only when configured
+
+                from app.cache.identity import ClusterIdentities  # noqa: PLC0415
+                from app.cache.invalidation import InvalidationBus  # noqa: PLC0415
                 from app.cache.redis import RedisBackend  # noqa: PLC0415
 
                 redis = RedisBackend.from_url(
@@ -182,6 +185,10 @@ class CacheManager:
                 if fence is not None and reads is not None:
                     reads.on_connect = fence.revoke
                     fence.probe = lambda: reads.execute("PING")
+                elif fence is not None and isinstance(redis.client, RedisCluster):
+                    identities = ClusterIdentities(fence.revoke, timeout=config.timeout)
+                    identities.install(redis.client)
+                    fence.probe = identities.probe_for(redis.client)
         return cls(
             backend,
             prefix=config.prefix,
