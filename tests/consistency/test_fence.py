@@ -221,3 +221,20 @@ def test_without_a_bound_there_is_no_fence() -> None:
     assert CacheManager.from_config(CacheConfig(consistency_bound=0.0)).fence is None
     assert CacheManager.from_config(CacheConfig(consistency_bound=1.0, enabled=False)).fence is None
     assert CacheManager.from_config(CacheConfig(consistency_bound=1.0)).fence is not None
+
+
+async def test_from_config_fences_cluster_masters_new_at_their_address() -> None:
+    """On a cluster there is no single read connection: every connection checks its server's identity instead."""
+    manager = CacheManager.from_config(CacheConfig(url="redis://127.0.0.1:7000/0", cluster=True, consistency_bound=0.4))
+    try:
+        fence = manager.fence
+        assert fence is not None
+        backend = manager.backend
+        while isinstance(backend, WrappingBackend):
+            backend = backend.inner
+        assert isinstance(backend, RedisBackend)
+        assert backend.reads is None
+        assert backend.client.nodes_manager.connection_kwargs["redis_connect_func"] is not None  # type: ignore[union-attr]
+        assert fence.probe is not None
+    finally:
+        await manager.close()
