@@ -142,11 +142,13 @@ async def pubsub_loss(ctx: FaultContext) -> None:
 async def partition_one(ctx: FaultContext) -> None:
     """Cut the last instance's proxy for `outage` seconds (it alone loses Redis), then restore it."""
     instance = ctx.fleet.instances[-1]
-    await ctx.fleet.proxies.arun(instance.proxy.cut())
+    proxy = instance.proxy
+    assert proxy is not None, "a partition needs the standalone topology (a proxy per instance)"
+    await ctx.fleet.proxies.arun(proxy.cut())
     try:
         await asyncio.sleep(ctx.timing.outage)
     finally:
-        await ctx.fleet.proxies.arun(instance.proxy.restore())
+        await ctx.fleet.proxies.arun(proxy.restore())
     ctx.notes.append(f"instance {instance.name} partitioned")
 
 
