@@ -174,13 +174,14 @@ class RedisClusterServer:
     def node_for(self, key: str) -> RedisServer:
         """The running master that serves `key` now."""
         slot = key_slot(key.encode())
-        for node in self.masters():
+        masters = {node.port: node for node in self.masters()}
+        for node in masters.values():
             with redis.Redis(port=node.port, socket_timeout=0.5) as client:
+                # Every node answers with the whole map: (start, end, [host, port, id] of the master, replicas...)
                 slots: list[list[Any]] = client.execute_command("CLUSTER", "SLOTS")  # pyright: ignore[reportAssignmentType]
-                # Every node lists every range: the one that is this node's, by the master's port.
-                for start, end, master, *_ in slots:
-                    if start <= slot <= end and int(master[1]) == node.port:
-                        return node
+            for start, end, owner, *_ in slots:
+                if start <= slot <= end and int(owner[1]) in masters:
+                    return masters[int(owner[1])]
         raise RuntimeError(f"no running master serves slot {slot}")
 
     def wait_promoted(self, key: str, timeout: float = 30.0) -> RedisServer:

@@ -12,6 +12,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from app.cache import CacheManager, MemoryBackend
+from app.config import Settings
+from app.users.caches import USER_BY_ID
 from tests.chaos.checker import Checker, Verdict
 from tests.chaos.fleet import Fleet
 from tests.chaos.load import Errors, Load, LoadConfig
@@ -49,6 +52,10 @@ class Scenario:
     fault: Fault
     near: bool = False
     instances: int = 2
+    topology: str = "standalone"
+    """`standalone` (behind a proxy per instance), `cluster` (6 nodes) or `sentinel` (`Fleet`)."""
+    load: LoadConfig | None = None
+    """Which users are written and read (default `LoadConfig()`)."""
 
 
 @dataclass(slots=True)
@@ -135,22 +142,57 @@ async def pubsub_loss(ctx: FaultContext) -> None:
 async def partition_one(ctx: FaultContext) -> None:
     """Cut the last instance's proxy for `outage` seconds (it alone loses Redis), then restore it."""
     instance = ctx.fleet.instances[-1]
-    await ctx.fleet.proxies.arun(instance.proxy.cut())
+    proxy = instance.proxy
+    assert proxy is not None, "a partition needs the standalone topology (a proxy per instance)"
+    await ctx.fleet.proxies.arun(proxy.cut())
     try:
         await asyncio.sleep(ctx.timing.outage)
     finally:
-        await ctx.fleet.proxies.arun(instance.proxy.restore())
+        await ctx.fleet.proxies.arun(proxy.restore())
     ctx.notes.append(f"instance {instance.name} partitioned")
 
 
-async def redis_cluster_master_kill(ctx: FaultContext) -> None:
-    """TODO(cluster): kill a Redis Cluster master while a PATCH is in flight, let a replica be promoted.
+def _user_key(user: int) -> str:
+    """The Redis key of `user` in the user cache, as the instances name it (default prefix)."""
+    return CacheManager(MemoryBackend(), prefix=Settings().cache_prefix).cache(USER_BY_ID).key(user)
 
-    Needs the cluster fixtures being built on branch `cluster` (a 6-node cluster of throw-away servers). Then:
-    start the fleet with `REDIS_CLUSTER=true` and a proxy per node (or per instance to the seed node), SIGKILL the
-    master owning the written users' slots, wait for the promotion, and judge as usual. Not built here.
+
+def master_failover(lag: float) -> Fault:
+    """Cut off the replica of the master that holds the first quiet user (a cluster's owner of its slot, or the
+    Sentinel's master), stop writing the quiet users `lag` seconds later, kill the master, wait for the promotion.
+
+    The master takes the quiet users' last writes and their markers alone: the promoted replica holds older entries
+    than the ones acknowledged, as asynchronous replication allows. The hot users are written throughout, so
+    PATCHes reach the database while the master is down (on the cluster, `CLUSTER_LOAD` puts hot users on it).
     """
-    raise NotImplementedError("Redis Cluster master kill: waits for the cluster fixtures (branch `cluster`)")
+
+    async def failover(ctx: FaultContext) -> None:
+        fleet = ctx.fleet
+        config = ctx.load.config
+        master, replica = await asyncio.to_thread(fleet.master_and_replica, _user_key(config.quiet_users[0]))
+        if fleet.cluster is not None:
+            owners = {
+                user: await asyncio.to_thread(fleet.cluster.node_for, _user_key(user)) for user in config.hot_users
+            }
+            ctx.notes.append(
+                f"hot users on the killed master: {[user for user, node in owners.items() if node is master]}"
+            )
+        await asyncio.to_thread(fleet.cut_off, master, replica)
+        try:
+            await asyncio.sleep(lag)
+            ctx.load.quiet()
+            await asyncio.sleep(0.3)  # the last quiet writes' markers land too, on the master alone
+        finally:
+            await asyncio.to_thread(fleet.kill_and_resume, master, replica)
+        killed = time.monotonic()
+        await asyncio.to_thread(fleet.wait_promoted, replica)
+        ctx.notes.append(f"replica promoted {time.monotonic() - killed:.1f} s after the kill")
+
+    return failover
+
+
+CLUSTER_LOAD = LoadConfig(hot_users=(1, 2), quiet_users=(5, 3, 4))
+"""Users 1, 2 and 5 hash to the same master's slots (of the three `redis-cli --cluster create` makes)."""
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -170,9 +212,20 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("pubsub-loss-near", pubsub_loss, near=True),
         Scenario("partition-one", partition_one),
         Scenario("partition-one-near", partition_one, near=True),
+        Scenario("redis-cluster-master-kill", master_failover(0.5), instances=3, topology="cluster", load=CLUSTER_LOAD),
+        Scenario(
+            "redis-cluster-master-kill-near",
+            master_failover(0.5),
+            near=True,
+            instances=3,
+            topology="cluster",
+            load=CLUSTER_LOAD,
+        ),
+        Scenario("sentinel-failover", master_failover(0.5), instances=3, topology="sentinel"),
+        Scenario("sentinel-failover-near", master_failover(0.5), near=True, instances=3, topology="sentinel"),
     )
 }
-"""Every scenario `make chaos` runs. (`redis_cluster_master_kill` is not in it yet: see its TODO.)"""
+"""Every scenario `make chaos` runs."""
 
 
 async def run_scenario(
@@ -190,11 +243,11 @@ async def run_scenario(
     """
     timing = timing or Timing()
     fleet = await asyncio.to_thread(
-        Fleet, database_url, instances=scenario.instances, near=scenario.near, env=env or {}
+        Fleet, database_url, instances=scenario.instances, near=scenario.near, env=env or {}, topology=scenario.topology
     )
     try:
         checker = Checker(delta)
-        load = Load(fleet, checker, config)
+        load = Load(fleet, checker, config or scenario.load)
         load.start()
         ctx = FaultContext(fleet, load, timing)
         try:
