@@ -288,7 +288,7 @@ def measure_memory(server: HttpServer, redis_url: str) -> Memory:
     )
     near = json.loads(result.stdout)["bytes_per_entry"] if result.returncode == 0 else None
     if near is None:
-        print(f"near cache memory failed:\n{result.stderr[-2000:]}", file=sys.stderr)
+        log(f"memory: the near cache measurement failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
     return Memory(by_id[0], by_id[1], batch[0], batch[1], baseline[0], near)
 
 
@@ -310,6 +310,8 @@ def run_one_shots(
             log("memory: Redis used_memory growth per cached user; near cache bytes per entry ...")
             results.memory = measure_memory(server, redis_url)
             log(f"memory: {results.memory}")
+            if results.memory.near_bytes is None:
+                results.notes.append("WARNING: the near cache's bytes per entry were not measured (see the log).")
     finally:
         server.stop()
     return results
