@@ -22,7 +22,7 @@ COMMITTED_OUTPUT = BENCH_DIR / "RESULTS.md"
 QUICK_OUTPUT = BENCH_DIR / ".work" / "RESULTS.md"
 """The report of any other run (git-ignored), so a quick look never replaces the committed results."""
 
-_FULL_RUN = (10, 3, 2, (32, 64), 2, None, True, (7, 0.2), 120)
+_FULL_RUN = (10, 3, 2, (32, 64), 2, None, True, (7, 0.2), 180)
 """The documented defaults of (duration, rounds, warm-up, concurrency, threads, cases, lib, lib settings, cold)."""
 
 
@@ -59,7 +59,7 @@ class BenchConfig:
         threads = _env_int("BENCH_THREADS", 2)
         cases = frozenset(c.strip() for c in names.split(",") if c.strip()) if names else None
         lib = os.environ.get("BENCH_LIB", "1").strip() not in {"0", "false", "no"}
-        cold_seconds = _env_int("BENCH_COLD_SECONDS", 120)
+        cold_seconds = _env_int("BENCH_COLD_SECONDS", 180)
         full = (duration, rounds, warmup, concurrency, threads, cases, lib, lib_settings(), cold_seconds) == _FULL_RUN
         output = os.environ.get("BENCH_OUTPUT", "").strip()
         config = cls(
