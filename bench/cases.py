@@ -15,20 +15,43 @@ if TYPE_CHECKING:
 
     from bench.config import BenchConfig
 
-__all__ = ("CASES", "FIRST_PATH", "REQUESTS", "HttpCase", "ServerSpec", "selected_cases", "server_specs")
+__all__ = (
+    "CASES",
+    "FIRST_PATH",
+    "ONE_SHOT",
+    "ONE_USER_MODES",
+    "POSTGRES_SERVERS",
+    "REQUESTS",
+    "SCALE_USERS",
+    "HttpCase",
+    "ServerSpec",
+    "selected_cases",
+    "selected_one_shots",
+    "server_specs",
+)
 
 REQUESTS = {
     "id": "GET /users/{id}",
     "uuid": "GET /users/uuid/{uuid}",
     "list": "GET /users?limit=50",
     "batch": "GET /users/batch?ids=1..10",
+    "uniform": "GET /users/{id}, id uniform",
+    "zipf": "GET /users/{id}, id Zipf(1.0)",
+    "page": "GET /users?limit=50&after={random}",
 }
 FIRST_PATH = {
     "id": "/users/1",
     "uuid": "/users/uuid/550e8400-e29b-41d4-a716-446655440001",
     "list": "/users?limit=50",
     "batch": "/users/1",  # readiness and the user-1 check; the batch itself answers a list
+    "uniform": "/users/1",
+    "zipf": "/users/1",
+    "page": "/users?limit=50&after=0",
 }
+ONE_USER_MODES = frozenset({"id", "uuid", "batch", "uniform", "zipf"})
+"""Modes whose first path answers user 1 (checked at start-up)."""
+SCALE_USERS = 100_000
+"""Users in the PostgreSQL database of the cases at scale (`svc-pg`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +74,32 @@ class HttpCase:
     """The case of the "x baseline" column (the baseline runs on uvicorn only)."""
     judged: bool = True
     """Part of the targets; the granian cases (an optional server, not the issue's cases) are reported only."""
+    lua: str = "users.lua"
+    """The wrk script in bench/wrk/; it gets `-- mode *args`."""
+    args: tuple[str, ...] = ()
+    users: int = 10
+    """How many users the case's requests spread over (the data-size axis of the report)."""
+    concurrency: tuple[int, ...] | None = None
+    """Run only at these of `BENCH_CONCURRENCY` (None: at every one)."""
+
+    def runs_at(self, connections: int) -> bool:
+        return self.concurrency is None or connections in self.concurrency
+
+
+def _scale(key: str, label: str, mode: str, users: int, *extra: str) -> HttpCase:
+    """A case on the service over PostgreSQL with `SCALE_USERS` users, every user cached (at c=32 only)."""
+    return HttpCase(
+        key,
+        label,
+        "svc-pg",
+        mode,
+        cache_hit=mode != "page",
+        lua="scale.lua",
+        args=(str(users), *extra),
+        users=users,
+        concurrency=(32,),
+        judged=False,
+    )
 
 
 CASES = (
@@ -87,10 +136,21 @@ CASES = (
         judged=False,
     ),
     *cluster_cases(),  # bench/cluster.py
+    # At scale: the service over PostgreSQL holding 100,000 users, all cached in Redis (bench/scale.py seeds and
+    # fills it); GET by id over 10 ids and over every user, and pages at random positions, back to back.
+    _scale("pg-id-10", "100k users in PostgreSQL, Redis, 10 ids", "uniform", 10),
+    _scale("pg-id-100k", "100k users in PostgreSQL, Redis, uniform", "uniform", SCALE_USERS),
+    _scale("pg-zipf-100k", "100k users in PostgreSQL, Redis, Zipf", "zipf", SCALE_USERS, "1.0"),
+    _scale("pg-page-100k", "100k users in PostgreSQL, page of 50", "page", SCALE_USERS),
 )
+ONE_SHOT = ("cold-start", "memory")
+"""Cases run once after the HTTP rounds, on the PostgreSQL servers (bench/scale.py): keys for `BENCH_CASES`."""
+POSTGRES_SERVERS = frozenset({"svc-pg"})
 
 
-def server_specs(workdir: Path, redis_url: str, cluster_url: str | None = None) -> dict[str, ServerSpec]:
+def server_specs(
+    workdir: Path, redis_url: str, postgres_url: str = "", cluster_url: str | None = None
+) -> dict[str, ServerSpec]:
     python = sys.executable
     tag = os.getpid()
 
@@ -128,13 +188,27 @@ def server_specs(workdir: Path, redis_url: str, cluster_url: str | None = None) 
             "svc-near-granian", {"REDIS_URL": redis_url, "CACHE_NEAR_ENABLED": "true", "SERVER": "granian"}
         ),
         **cluster_specs(workdir, cluster_url, f"bench-svc-cluster-{tag}"),
+        "svc-pg": service(
+            "svc-pg",
+            {
+                "DATABASE_URL": postgres_url,
+                "REDIS_URL": redis_url,
+                "CACHE_NEAR_ENABLED": "false",
+                "CACHE_TTL_SECONDS": "3600",
+            },
+        ),
     }
 
 
 def selected_cases(config: BenchConfig) -> list[HttpCase]:
     if config.cases is None:
         return list(CASES)
-    unknown = config.cases - {case.key for case in CASES} - {"none"}
+    unknown = config.cases - {case.key for case in CASES} - {"none", *ONE_SHOT}
     if unknown:
-        raise BenchError(f"BENCH_CASES: unknown {sorted(unknown)}; known: {', '.join(c.key for c in CASES)}")
+        known = ", ".join([*(c.key for c in CASES), *ONE_SHOT])
+        raise BenchError(f"BENCH_CASES: unknown {sorted(unknown)}; known: {known}")
     return [case for case in CASES if case.key in config.cases]
+
+
+def selected_one_shots(config: BenchConfig) -> list[str]:
+    return [key for key in ONE_SHOT if config.cases is None or key in config.cases]

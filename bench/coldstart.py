@@ -26,8 +26,9 @@ from pathlib import Path
 
 import redis
 
-from bench.pages import _cpu_seconds, _postgres_pids, _seed  # pyright: ignore[reportPrivateUsage]
+from bench.pages import _cpu_seconds, _postgres_pids  # pyright: ignore[reportPrivateUsage]
 from bench.procs import HttpServer, RedisServer, child_env, free_port, require_binary
+from bench.scale import seed
 from tests.servers import PostgresServer
 
 __all__ = ("main", "time_to")
@@ -157,7 +158,7 @@ def main() -> None:
         try:
             seeder.start()
             seeder.wait_ready("/health/ready")
-            asyncio.run(_seed(postgres.url, args.users))
+            asyncio.run(seed(postgres.url, args.users))
         finally:
             seeder.stop()
         for name in chosen:

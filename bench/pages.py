@@ -1,4 +1,7 @@
-"""Pages at scale: `GET /users?limit=50&after=<random>` against `GET /users/{random id}`, 100,000 users.
+"""Pages at scale, keyset and offset: `GET /users?limit=50&after|offset=<random>` against `GET /users/{random id}`.
+
+`make bench` measures the keyset page (`pg-page-100k` against `pg-id-100k`); this script adds the offset page and the
+CPU each request costs the app and PostgreSQL, for looking into a page's cost.
 
 Starts a throw-away PostgreSQL (tests/servers.py `PostgresServer`) and redis-server, serves `python -m app` (one
 uvicorn worker), seeds the users, fills the cache with every user (so GET by id is all hits, as in issue 15), then
@@ -18,12 +21,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
-import asyncpg
-
 from bench.procs import HttpServer, RedisServer, child_env, free_port, require_binary
+from bench.scale import fill_cache, seed
 from tests.servers import PostgresServer
 
 __all__ = ("main",)
@@ -31,28 +32,6 @@ __all__ = ("main",)
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "bench" / "wrk" / "pages.lua"
 MODES = ("id", "after", "offset")
-
-_SEED = """
-INSERT INTO users (uuid, first_name, last_name, email, created_at, updated_at)
-SELECT gen_random_uuid(), 'Bench', 'User ' || g, 'bench.' || g || '@example.com', now(), now()
-FROM generate_series(1, $1) AS g
-"""
-
-
-async def _seed(url: str, users: int) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(_SEED, users - await conn.fetchval("SELECT count(*) FROM users"))
-        await conn.execute("ANALYZE users")
-    finally:
-        await conn.close()
-
-
-def _fill_cache(base_url: str, users: int) -> None:
-    for start in range(1, users + 1, 100):
-        ids = ",".join(str(n) for n in range(start, min(start + 100, users + 1)))
-        with urllib.request.urlopen(f"{base_url}/users/batch?ids={ids}", timeout=30) as response:
-            assert response.status == 200
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -116,8 +95,8 @@ def main() -> None:
     try:
         server.start()
         server.wait_ready("/health/ready")
-        asyncio.run(_seed(postgres.url, args.users))
-        _fill_cache(server.base_url, args.users)
+        asyncio.run(seed(postgres.url, args.users))
+        fill_cache(server.base_url, args.users)
         _wrk(wrk, server.base_url, "after", args.users, 2, args.connections)  # warm-up: connections, plans
         rounds: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
         for n in range(args.rounds):

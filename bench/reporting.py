@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
     from bench.config import BenchConfig
     from bench.running import CaseResult
+    from bench.scale import ScaleResults
 
-__all__ = ("Target", "environment", "evaluate_targets", "http_table", "report", "targets_table")
+__all__ = ("Target", "environment", "evaluate_targets", "http_table", "report", "scale_section", "targets_table")
 
 
 def spread(values: Iterable[float], fmt: str) -> str:
@@ -46,8 +47,8 @@ def fmt_ratio(value: float | None) -> str:
 
 def http_table(results: dict[tuple[str, int], CaseResult], config: BenchConfig) -> str:
     lines = [
-        "| Case | Request | c | req/s | x ceiling | x baseline | p50 ms | p99 ms | p99/p50 | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Case | Request | users | c | req/s | x ceiling | x baseline | p50 ms | p99 ms | p99/p50 | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for connections in config.concurrency:
         for case in CASES:
@@ -60,6 +61,7 @@ def http_table(results: dict[tuple[str, int], CaseResult], config: BenchConfig) 
             cells = [
                 f"{case.label} `{case.key}`",
                 REQUESTS[case.mode],
+                f"{case.users:,}",
                 str(connections),
                 spread((run.rps for run in runs), ",.0f"),
                 fmt_ratio(ratio(result, ceiling)),
@@ -136,8 +138,29 @@ def _lib_target(rows: dict[str, LibRow], key: str, name: str, limit: float) -> T
     return Target(name, measured, row.overhead < limit)
 
 
+def _pages_vs_by_id(results: dict[tuple[str, int], CaseResult]) -> Target:
+    """Issue 15: a page of 50 at a random position >= 0.3x GET by id, 100k users, back to back in each round."""
+    page, by_id = results.get(("pg-page-100k", 32)), results.get(("pg-id-100k", 32))
+    name = "Page of 50 at a random `after` >= 0.3x GET by id (uniform), 100k users in PostgreSQL, c=32"
+    if page is None or by_id is None or not page.runs or not by_id.runs:
+        return Target(name, "-", None)
+    per_round = [p.rps / i.rps for p, i in zip(page.runs, by_id.runs, strict=True)]
+    value = statistics.median(per_round)
+    return Target(name, f"{value:.2f}x (rounds: {', '.join(f'{r:.2f}' for r in per_round)})", value >= 0.3)
+
+
+def _redis_bytes(scale: ScaleResults | None) -> Target:
+    name = "Redis memory per user cached through the batch path <= 450 bytes"
+    if scale is None or scale.memory is None:
+        return Target(name, "-", None)
+    return Target(name, f"{scale.memory.batch_bytes:,.0f} bytes", scale.memory.batch_bytes <= 450)
+
+
 def evaluate_targets(
-    results: dict[tuple[str, int], CaseResult], lib_rows: Sequence[LibRow], config: BenchConfig
+    results: dict[tuple[str, int], CaseResult],
+    lib_rows: Sequence[LibRow],
+    config: BenchConfig,
+    scale: ScaleResults | None = None,
 ) -> list[Target]:
     rows = {row.key: row for row in lib_rows}
     return [
@@ -146,7 +169,31 @@ def evaluate_targets(
         _tail_latency(results),
         _lib_target(rows, "cache-get", "`Cache.get` over raw GET + decode < 15%", 0.15),
         _lib_target(rows, "cache-get-many", "`get_many(100)` over raw MGET + decode < 10%", 0.10),
+        _pages_vs_by_id(results),
+        _redis_bytes(scale),
     ]
+
+
+def scale_section(scale: ScaleResults) -> list[str]:
+    """The one-shot cases at scale (bench/scale.py): cold start and memory per entry."""
+    lines: list[str] = []
+    if scale.cold is not None:
+        lines += [
+            f"- Cold start (FLUSHDB, then wrk c=32 GET by id uniform over 100,000 users): {scale.cold.summary()}."
+        ]
+    if scale.memory is not None:
+        m = scale.memory
+        near = f"{m.near_bytes:,.0f} bytes" if m.near_bytes is not None else "not measured (see the log)"
+        lines += [
+            "",
+            "| Memory per cached user | bytes | keys per user |",
+            "|---|---|---|",
+            f"| Redis `used_memory` growth, `GET /users/{{id}}` path | {m.by_id_bytes:,.0f} | {m.by_id_keys:.2f} |",
+            f"| Redis `used_memory` growth, `GET /users/batch` path | {m.batch_bytes:,.0f} | {m.batch_keys:.2f} |",
+            f"| Redis, the hand-written baseline's key (`SET` of the msgpack user) | {m.baseline_bytes:,.0f} | 1.00 |",
+            f"| Near cache, Python heap per entry (tracemalloc) | {near} | |",
+        ]
+    return lines
 
 
 def targets_table(targets: Sequence[Target]) -> str:
@@ -206,6 +253,7 @@ def report(
     results: dict[tuple[str, int], CaseResult],
     lib_rows: list[LibRow],
     notes: list[str],
+    scale: ScaleResults | None = None,
 ) -> str:
     parameters = (
         f"- Load: wrk, {config.threads} threads, {config.duration} s per case after a {config.warmup} s warm-up, "
@@ -219,7 +267,9 @@ def report(
         parts += ["## HTTP", "", http_table(results, config), ""]
     if lib_rows:
         parts += ["## Library (in-process, sequential calls, uvloop)", "", format_lib_table(lib_rows), ""]
-    parts += ["## Targets", "", targets_table(evaluate_targets(results, lib_rows, config)), ""]
+    if scale is not None and (scale.cold is not None or scale.memory is not None):
+        parts += ["## At scale (100,000 users in PostgreSQL)", "", *scale_section(scale), ""]
+    parts += ["## Targets", "", targets_table(evaluate_targets(results, lib_rows, config, scale)), ""]
     if notes:
         parts += ["## Notes", "", *(f"- {note}" for note in notes), ""]
     return "\n".join(parts)

@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.cases import selected_cases, server_specs
+from bench.cases import POSTGRES_SERVERS, selected_cases, selected_one_shots, server_specs
 from bench.cluster import CLUSTER_SERVERS, cluster_notes, running_cluster
 from bench.config import COMMITTED_OUTPUT, QUICK_OUTPUT, REPO, BenchConfig
 from bench.procs import BenchError, RedisServer, require_binary
 from bench.reporting import environment, report
 from bench.running import log, redis_key_notes, run_http, run_lib, start_servers, stop_servers
+from bench.scale import ScaleResults, prepare, run_one_shots, start_postgres
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -48,11 +49,17 @@ def bench(
 ) -> str:
     notes: list[str] = []
     env_lines = environment(wrk, redis_server)
+    one_shots = selected_one_shots(config)
+    scale = ScaleResults()
     server = RedisServer().start()
     log(f"throw-away redis-server at {server.url}; work directory {workdir}")
+    postgres = None
     try:
+        if one_shots or any(case.server in POSTGRES_SERVERS for case in cases):
+            postgres = start_postgres()
+            log(f"throw-away PostgreSQL at {postgres.url}")
         lib_rows = run_lib(server.url, workdir) if config.lib else []
-        specs = server_specs(workdir, server.url, cluster_url)
+        specs = server_specs(workdir, server.url, postgres.url if postgres else "", cluster_url)
         needed = [specs[name] for name in dict.fromkeys(case.server for case in cases)]
         results: dict[tuple[str, int], CaseResult] = {}
         if cases:
@@ -61,13 +68,23 @@ def bench(
             servers = start_servers(needed, workdir, cases)
             log(f"servers ready in {time.monotonic() - started:.1f} s")
             try:
+                for name in POSTGRES_SERVERS & servers.keys():
+                    assert postgres is not None
+                    started = time.monotonic()
+                    prepare(servers[name], postgres.url)
+                    log(f"{name}: seeded and cached in {time.monotonic() - started:.1f} s")
                 results = run_http(servers, cases, config, wrk)
                 notes += redis_key_notes(server.url, servers) + cluster_notes(results)
             finally:
                 stop_servers(servers)
+        if one_shots:
+            assert postgres is not None
+            scale = run_one_shots(one_shots, config, workdir, server.url, postgres.url, wrk)
     finally:
         server.close()
-    return report(config, env_lines, results, lib_rows, notes)
+        if postgres is not None:
+            postgres.close()
+    return report(config, env_lines, results, lib_rows, [*notes, *scale.notes], scale)
 
 
 def _terminate(signum: int, _: object) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import redis
 
-from bench.cases import FIRST_PATH
+from bench.cases import FIRST_PATH, ONE_USER_MODES
 from bench.config import BENCH_DIR, REPO
 from bench.lib_bench import LibRow
 from bench.procs import BenchError, HttpServer, child_env, free_port
@@ -35,7 +35,7 @@ __all__ = (
     "stop_servers",
 )
 
-LUA = BENCH_DIR / "wrk" / "users.lua"
+WRK_DIR = BENCH_DIR / "wrk"
 
 
 class WrkRun(msgspec.Struct, frozen=True):
@@ -64,9 +64,10 @@ class WrkRun(msgspec.Struct, frozen=True):
         return self.connect_errors + self.read_errors + self.write_errors + self.status_errors + self.timeouts
 
 
-def run_wrk(wrk: str, url: str, mode: str, *, connections: int, threads: int, seconds: int) -> WrkRun:
-    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(LUA), url]
-    result = subprocess.run([*argv, "--", mode], capture_output=True, text=True, timeout=seconds + 60, check=False)
+def run_wrk(wrk: str, url: str, case: HttpCase, *, connections: int, threads: int, seconds: int) -> WrkRun:
+    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(WRK_DIR / case.lua)]
+    argv += [url, "--", case.mode, *case.args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     for line in result.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
             return msgspec.json.decode(line.removeprefix("BENCH_JSON "), type=WrkRun)
@@ -117,7 +118,7 @@ def start_servers(specs: Iterable[ServerSpec], workdir: Path, cases: Sequence[Ht
             server.start()
         for case in cases:
             body = servers[case.server].wait_ready(FIRST_PATH[case.mode])
-            if case.mode != "list" and msgspec.json.decode(body).get("id") != 1:
+            if case.mode in ONE_USER_MODES and msgspec.json.decode(body).get("id") != 1:
                 raise BenchError(f"{case.key}: {FIRST_PATH[case.mode]} answered {body[:200]!r}, not user 1")
     except BaseException:
         stop_servers(servers)
@@ -133,14 +134,14 @@ def stop_servers(servers: dict[str, HttpServer]) -> None:
 def run_http(
     servers: dict[str, HttpServer], cases: Sequence[HttpCase], config: BenchConfig, wrk: str
 ) -> dict[tuple[str, int], CaseResult]:
-    results = {(case.key, c): CaseResult(case, c) for case in cases for c in config.concurrency}
+    results = {(case.key, c): CaseResult(case, c) for case in cases for c in config.concurrency if case.runs_at(c)}
     for round_no in range(1, config.rounds + 1):
         for case in cases:
             url = servers[case.server].base_url
-            for c in config.concurrency:
+            for c in filter(case.runs_at, config.concurrency):
                 if config.warmup:
-                    run_wrk(wrk, url, case.mode, connections=c, threads=config.threads, seconds=config.warmup)
-                run = run_wrk(wrk, url, case.mode, connections=c, threads=config.threads, seconds=config.duration)
+                    run_wrk(wrk, url, case, connections=c, threads=config.threads, seconds=config.warmup)
+                run = run_wrk(wrk, url, case, connections=c, threads=config.threads, seconds=config.duration)
                 results[(case.key, c)].runs.append(run)
                 log(
                     f"round {round_no}/{config.rounds} {case.key:<12} c={c:<3} {run.rps:>9,.0f} req/s  "
@@ -154,7 +155,7 @@ def redis_key_notes(redis_url: str, servers: dict[str, HttpServer]) -> list[str]
     notes: list[str] = []
     client = redis.Redis.from_url(redis_url)
     try:
-        for name in ("baseline", "svc-redis", "svc-near"):
+        for name in ("baseline", "svc-redis", "svc-near", "svc-pg"):
             server = servers.get(name)
             if server is None:
                 continue

@@ -26,18 +26,19 @@ class Dialect:
     timestamp_type: str
     """The column type of a timestamp with time zone (`schema_migrations.applied_at`)."""
     uuid: Callable[[Any], UUID]
-    """A stored UUID as `uuid.UUID` (SQLite stores text; asyncpg returns a subclass of its own)."""
+    """A stored UUID as `uuid.UUID` (SQLite stores text; asyncpg returns a subclass of `uuid.UUID`, kept as it is)."""
     timestamp: Callable[[Any], datetime]
     """A stored timestamp as an aware `datetime` (SQLite stores ISO 8601 text)."""
 
 
-def _uuid_of_asyncpg(value: Any) -> UUID:
-    return UUID(int=value.int)
+def _same(value: Any) -> Any:
+    """Return the value asyncpg decoded, as it is.
 
-
-def _same(value: Any) -> datetime:
+    Its UUID subclasses `uuid.UUID` (equal, same hash, same msgspec encoding), so converting it
+    (`UUID(int=value.int)`, ~0.8 µs) would cost a page of 50 users 40 µs for nothing.
+    """
     return value
 
 
 SQLITE = Dialect(name="sqlite", timestamp_type="TEXT", uuid=UUID, timestamp=datetime.fromisoformat)
-POSTGRESQL = Dialect(name="postgresql", timestamp_type="TIMESTAMPTZ", uuid=_uuid_of_asyncpg, timestamp=_same)
+POSTGRESQL = Dialect(name="postgresql", timestamp_type="TIMESTAMPTZ", uuid=_same, timestamp=_same)

@@ -10,7 +10,7 @@ from app.db import UniqueViolationError
 from app.users.models import User
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from app.db import Database, Row, Transaction
     from app.db.outbox import OutboxRow
@@ -85,17 +85,23 @@ class UserRepository:
         self.db = db
 
     def _user(self, row: Row) -> User:
-        dialect = self.db.dialect
-        return User(
-            id=row[0],
-            uuid=dialect.uuid(row[1]),
-            first_name=row[2],
-            last_name=row[3],
-            email=row[4],
-            version=row[5],
-            created_at=dialect.timestamp(row[6]),
-            updated_at=dialect.timestamp(row[7]),
-        )
+        return self._users((row,))[0]
+
+    def _users(self, rows: Iterable[Row]) -> list[User]:
+        uuid, timestamp = self.db.dialect.uuid, self.db.dialect.timestamp  # once per query, not per row
+        return [
+            User(
+                id=row[0],
+                uuid=uuid(row[1]),
+                first_name=row[2],
+                last_name=row[3],
+                email=row[4],
+                version=row[5],
+                created_at=timestamp(row[6]),
+                updated_at=timestamp(row[7]),
+            )
+            for row in rows
+        ]
 
     def _optional(self, row: Row | None) -> User | None:
         return None if row is None else self._user(row)
@@ -104,13 +110,13 @@ class UserRepository:
         """Return the users that exist among `ids`, in one query (per 900 ids on SQLite)."""
         query = f"SELECT {_COLUMNS} FROM users WHERE id = ANY($1)"  # noqa: S608 - constant columns
         rows = await self.db.fetch_any(query, list(dict.fromkeys(ids)), sql_type="bigint")
-        return {user.id: user for user in map(self._user, rows)}
+        return {user.id: user for user in self._users(rows)}
 
     async def get_many_by_uuid(self, uuids: Sequence[UUID]) -> dict[UUID, User]:
         """Return the users that exist among `uuids`, in one query (per 900 UUIDs on SQLite)."""
         query = f"SELECT {_COLUMNS} FROM users WHERE uuid = ANY($1)"  # noqa: S608 - constant columns
         rows = await self.db.fetch_any(query, list(dict.fromkeys(uuids)), sql_type="uuid")
-        return {user.uuid: user for user in map(self._user, rows)}
+        return {user.uuid: user for user in self._users(rows)}
 
     async def get_by_id(self, user_id: int) -> User | None:
         """Return one user by id."""
@@ -134,7 +140,7 @@ class UserRepository:
                 after,
                 limit,
             )
-        return [self._user(row) for row in rows]
+        return self._users(rows)
 
     async def newest(self, before: int | None, limit: int) -> list[User]:
         """Return up to `limit` users with ids below `before` (from the newest when `None`), newest first."""
@@ -151,7 +157,7 @@ class UserRepository:
     async def page_at(self, offset: int, limit: int) -> list[User]:
         """Return up to `limit` users ordered by id, skipping `offset` (the database walks the skipped ones)."""
         rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2", limit, offset)  # noqa: S608
-        return [self._user(row) for row in rows]
+        return self._users(rows)
 
     async def count(self) -> int:
         """Return how many users there are (a scan of the table)."""
@@ -165,7 +171,7 @@ class UserRepository:
             offset,
         )
         if rows or offset == 0:
-            return [self._user(row) for row in rows], rows[0][8] if rows else 0
+            return self._users(rows), rows[0][8] if rows else 0
         return [], await self.db.fetchval("SELECT count(*) FROM users")
 
     def _outbox(self, invalidations: Invalidations | None) -> Callable[[Row], Sequence[OutboxRow]] | None:

@@ -24,6 +24,7 @@ def no_bench_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         "BENCH_LIB_ROUNDS",
         "BENCH_LIB_TIME",
         "BENCH_OUTPUT",
+        "BENCH_COLD_SECONDS",
     ]:
         monkeypatch.delenv(name, raising=False)
 
@@ -53,6 +54,8 @@ def test_the_documented_defaults_spelled_out_are_a_full_run(monkeypatch: pytest.
         {"BENCH_LIB": "0"},
         {"BENCH_LIB_ROUNDS": "1"},
         {"BENCH_LIB_TIME": "0.05"},
+        {"BENCH_COLD_SECONDS": "30"},
+        {"BENCH_CASES": "pg-id-100k,pg-page-100k,cold-start,memory"},
     ],
 )
 def test_any_other_run_writes_to_the_ignored_work_directory(

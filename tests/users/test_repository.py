@@ -46,7 +46,7 @@ async def test_get_many_by_id_and_uuid(repository: UserRepository) -> None:
     by_uuid = await repository.get_many_by_uuid([uuid, UUID(int=7)])
     assert list(by_uuid) == [uuid]
     assert by_uuid[uuid].id == 5
-    assert type(by_uuid[uuid].uuid) is UUID
+    assert isinstance(by_uuid[uuid].uuid, UUID)  # asyncpg's subclass on PostgreSQL (tests/db/test_postgres.py)
     assert await repository.get_by_id(12345) is None
 
 
