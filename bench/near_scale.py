@@ -124,7 +124,7 @@ def main() -> None:
     try:
         setup = _service("setup", workdir, db, redis.url, near=False, near_max_entries=args.near_max_entries)
         setup.start()
-        setup.wait_ready("/health")  # migrated
+        setup.wait_ready("/health/live")  # migrated
         setup.stop()
         _populate(db, args.users)
         for name, near in (("off", False), ("on", True)):
