@@ -44,7 +44,9 @@ class WrkRun(msgspec.Struct):
         return self.requests / (self.duration_us / 1e6)
 
 
-def _service(name: str, workdir: Path, db: Path, redis_url: str, near: bool, near_max_entries: int) -> HttpServer:
+def _service(
+    name: str, workdir: Path, db: Path, redis_url: str, near: bool, near_max_entries: int, root: Path
+) -> HttpServer:
     port = free_port()
     env = {
         "HOST": "127.0.0.1",
@@ -58,7 +60,7 @@ def _service(name: str, workdir: Path, db: Path, redis_url: str, near: bool, nea
         "CACHE_NEAR_ENABLED": "true" if near else "false",
         "CACHE_NEAR_MAX_ENTRIES": str(near_max_entries),
     }
-    return HttpServer(name, [sys.executable, "-m", "app"], child_env(env, ROOT), workdir, port)
+    return HttpServer(name, [sys.executable, "-m", "app"], child_env(env, root), workdir, port)
 
 
 def _populate(db: Path, users: int) -> None:
@@ -84,7 +86,7 @@ def _warm(server: HttpServer, users: int) -> None:
 
 def _wrk(wrk: str, server: HttpServer, mode: str, users: int, seconds: int) -> WrkRun:
     argv = [wrk, "-t1", "-c32", f"-d{seconds}s", "--timeout", "5s", "-s", str(LUA), server.base_url]
-    result = subprocess.run(  # noqa: S603 - our own wrk, our own arguments
+    result = subprocess.run(
         [*argv, "--", mode, str(users)], capture_output=True, text=True, timeout=seconds + 60, check=False
     )
     for line in result.stdout.splitlines():
@@ -115,6 +117,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--near-max-entries", type=int, default=100_000)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--app-root", type=Path, default=ROOT, help="the checkout whose `app` is served (before/after)")
     args = parser.parse_args()
     wrk = require_binary("wrk")
     workdir = Path(tempfile.mkdtemp(prefix="near-scale-"))
@@ -122,18 +125,25 @@ def main() -> None:
     redis = RedisServer().start()
     servers: dict[str, HttpServer] = {}
     try:
-        setup = _service("setup", workdir, db, redis.url, near=False, near_max_entries=args.near_max_entries)
+        setup = _service(
+            "setup", workdir, db, redis.url, near=False, near_max_entries=args.near_max_entries, root=args.app_root
+        )
         setup.start()
         setup.wait_ready("/health/live")  # migrated
         setup.stop()
         _populate(db, args.users)
         for name, near in (("off", False), ("on", True)):
-            servers[name] = _service(name, workdir, db, redis.url, near=near, near_max_entries=args.near_max_entries)
+            servers[name] = _service(
+                name, workdir, db, redis.url, near=near, near_max_entries=args.near_max_entries, root=args.app_root
+            )
             servers[name].start()
         for server in servers.values():
             server.wait_ready("/users/1")
         _warm(servers["off"], args.users)
-        print(f"{args.users} users, near cache max {args.near_max_entries} entries, wrk -t1 -c32 -d{args.seconds}s")
+        print(
+            f"app {args.app_root}, {args.users} users, near cache max {args.near_max_entries} entries,"
+            f" wrk -t1 -c32 -d{args.seconds}s"
+        )
         for mode in args.modes.split(","):
             for server in servers.values():
                 _wrk(wrk, server, mode, args.users, max(3, args.seconds // 2))  # warm-up (fills the near cache)
@@ -152,7 +162,7 @@ def main() -> None:
             p99 = {name: statistics.median(run.p99_us for run in runs[name]) for name in runs}
             print(
                 f"{mode:8} on/off req/s {rate['on'] / rate['off']:.2f}x, p99 on/off {p99['on'] / p99['off']:.2f}x,"
-                f" near hit ratio {_near_hits(servers['on'])}",
+                f" near hit ratio {_near_hits(servers['on'])} (cumulative)",
                 flush=True,
             )
     finally:

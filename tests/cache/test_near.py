@@ -8,8 +8,9 @@ import sys
 import tracemalloc
 
 import pytest
+from redis.asyncio import Redis
 
-from app.cache import NearCache
+from app.cache import CacheFence, CacheManager, CachePolicy, CacheSpec, InvalidationBus, MemoryBackend, NearCache
 from app.cache.near import FrequencySketch, footprint
 from bench.fixtures import synthetic_users
 
@@ -126,7 +127,9 @@ def test_the_footprint_is_close_to_the_memory_entries_take(clock: Clock) -> None
         tracemalloc.stop()
     assert len(near) == 2000
     # The keys and users are counted by the footprint but were allocated before: add them to what was traced.
-    held = taken + sum(sys.getsizeof(key) + footprint(key, user) - footprint(key, None) for key, user in zip(keys, users, strict=True))
+    held = taken + sum(
+        sys.getsizeof(key) + footprint(key, user) - footprint(key, None) for key, user in zip(keys, users, strict=True)
+    )
     assert 0.85 < near.size_bytes / held < 1.15, (near.size_bytes, held)
 
 
@@ -248,3 +251,14 @@ def test_a_lapse_of_trust_empties_it_once_trust_is_back(clock: Clock) -> None:
     near.trusted_until = clock.now + 1.0  # ...and once trust is back, what lived through the lapse is gone
     assert len(near) == 0
     assert near.get("a") is None
+
+
+@pytest.mark.parametrize("fenced", [False, True])
+def test_with_the_fence_entries_live_as_long_as_their_cache_s_ttl_without_it_the_near_ttl(fenced: bool) -> None:
+    fence = CacheFence(bound=1.0, retention=600.0) if fenced else None
+    bus = InvalidationBus(Redis(), "test:invalidations")
+    manager = CacheManager(MemoryBackend(), bus=bus, near_ttl=5.0, policy=CachePolicy(ttl=300.0), fence=fence)
+    cache = manager.cache(CacheSpec(namespace="item", key_type=int, value_type=str, near=True))
+    near = cache._near  # what the manager built
+    assert near is not None
+    assert near.ttl == (300.0 if fenced else 5.0)
