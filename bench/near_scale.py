@@ -59,6 +59,7 @@ def _service(
         "CACHE_PREFIX": "near-scale",  # both services share the warmed entries
         "CACHE_NEAR_ENABLED": "true" if near else "false",
         "CACHE_NEAR_MAX_ENTRIES": str(near_max_entries),
+        "CACHE_NEAR_MAX_BYTES": str(1 << 30),  # the entry bound decides here
     }
     return HttpServer(name, [sys.executable, "-m", "app"], child_env(env, root), workdir, port)
 
@@ -95,19 +96,23 @@ def _wrk(wrk: str, server: HttpServer, mode: str, users: int, seconds: int) -> W
     raise RuntimeError(f"wrk printed no result:\n{result.stdout}\n{result.stderr}")
 
 
-def _near_hits(server: HttpServer) -> str:
+def _metrics(server: HttpServer) -> dict[str, float]:
+    """Sums of the counters the comparison needs, from `/metrics`."""
     with urllib.request.urlopen(f"{server.base_url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    counts = {
-        result: sum(
+        lines = response.read().decode().splitlines()
+
+    def total(prefix: str, *labels: str) -> float:
+        return sum(
             float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("cache_lookups_total{") and 'tier="near"' in line and f'result="{result}"' in line
+            for line in lines
+            if line.startswith(prefix) and all(label in line for label in labels)
         )
-        for result in ("hit", "miss")
+
+    return {
+        "near_hit": total("cache_lookups_total{", 'tier="near"', 'result="hit"'),
+        "near_miss": total("cache_lookups_total{", 'tier="near"', 'result="miss"'),
+        "reads": total("cache_backend_reads_total{"),
     }
-    total = counts["hit"] + counts["miss"]
-    return f"{counts['hit'] / total:.0%}" if total else "-"
 
 
 def main() -> None:
@@ -150,21 +155,24 @@ def main() -> None:
             runs: dict[str, list[WrkRun]] = {"off": [], "on": []}
             for round_no in range(args.rounds):
                 for name in ("off", "on") if round_no % 2 == 0 else ("on", "off"):
+                    before = _metrics(servers[name])
                     run = _wrk(wrk, servers[name], mode, args.users, args.seconds)
+                    after = _metrics(servers[name])
                     runs[name].append(run)
+                    near = after["near_hit"] - before["near_hit"]
+                    looked = near + after["near_miss"] - before["near_miss"]
                     print(
                         f"  {mode:8} near {name:3} {run.rate:8,.0f} req/s  p50 {run.p50_us / 1000:6.2f} ms"
                         f"  p99 {run.p99_us / 1000:7.2f} ms  max {run.max_us / 1000:7.1f} ms"
-                        f"  errors {run.status_errors + run.timeouts}",
+                        f"  errors {run.status_errors + run.timeouts}"
+                        f"  near hits {near / looked if looked else 0:4.0%}"
+                        f"  requests per MGET {run.requests / max(1.0, after['reads'] - before['reads']):5.1f}",
                         flush=True,
                     )
             rate = {name: statistics.median(run.rate for run in runs[name]) for name in runs}
             p99 = {name: statistics.median(run.p99_us for run in runs[name]) for name in runs}
-            print(
-                f"{mode:8} on/off req/s {rate['on'] / rate['off']:.2f}x, p99 on/off {p99['on'] / p99['off']:.2f}x,"
-                f" near hit ratio {_near_hits(servers['on'])} (cumulative)",
-                flush=True,
-            )
+            ratios = f"req/s {rate['on'] / rate['off']:.2f}x, p99 {p99['on'] / p99['off']:.2f}x"
+            print(f"{mode:8} near on/off (medians): {ratios}", flush=True)
     finally:
         for server in servers.values():
             server.stop()

@@ -216,7 +216,7 @@ class NearCache:
         return entry.item
 
     def put(self, key: str, item: Any, epoch: int) -> None:
-        """Store `item` unless an invalidation arrived since `epoch` was read, the cache is off, or admission says no."""
+        """Store `item` unless an invalidation came since `epoch` was read, the cache is off, or admission says no."""
         if not self._enabled or epoch != self.epoch:
             return
         frequency = self._sketch.increment(key)
