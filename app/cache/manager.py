@@ -216,7 +216,7 @@ class CacheManager:
             near = NearCache(
                 max_entries=self.near_max_entries,
                 max_bytes=self.near_max_bytes,
-                # With the fence, invalidation alone keeps entries correct (docs/consistency.md, "Near cache").
+                # With the fence, invalidation alone keeps entries correct (docs/consistency.md §6).
                 ttl=self.near_ttl if self.fence is None else policy.ttl,
             )
             self.bus.attach(near)
