@@ -60,9 +60,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cache_near_enabled: bool = False
     """Near cache (L1): decoded values in process, in front of Redis, invalidated across replicas over pub/sub."""
     cache_near_ttl_seconds: PositiveSeconds = 5.0
-    """Longest life of a near-cache entry (an upper bound on staleness if an invalidation is ever lost)."""
+    """Longest life of a near-cache entry when the consistency fence is off (`CACHE_CONSISTENCY_BOUND_MS=0`); with
+    it on, entries live until invalidated or evicted, at most `CACHE_TTL_SECONDS` (docs/consistency.md)."""
     cache_near_max_entries: Annotated[int, msgspec.Meta(ge=1)] = 10_000
-    """Size bound of each near cache."""
+    """Entries each near cache holds at most; past it, keys asked for once do not push out keys that come back."""
+    cache_near_max_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024 * 1024
+    """Bytes (estimated: key, value and what it holds) each near cache holds at most."""
     seed_sample_users: bool = True
     """Insert the ten sample users into an empty database."""
     log_level: LogLevel = "INFO"
@@ -218,6 +221,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             near=self.cache_near_enabled,
             near_ttl=self.cache_near_ttl_seconds,
             near_max_entries=self.cache_near_max_entries,
+            near_max_bytes=self.cache_near_max_bytes,
             signing_keys=tuple(key.strip() for key in (self.cache_signing_key or "").split(",") if key.strip()),
             policy=self.cache_policy,
             consistency_bound=self.cache_consistency_bound_ms / 1000,

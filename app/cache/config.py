@@ -33,9 +33,11 @@ class CacheConfig(msgspec.Struct, frozen=True, kw_only=True):
     near: bool = False
     """Near caches (L1) in front of Redis for specs that ask for one, invalidated over pub/sub."""
     near_ttl: float = 5.0
-    """Seconds a near-cache entry lives at most."""
+    """Seconds a near-cache entry lives at most without the fence (`consistency_bound` 0); with it, the cache's TTL."""
     near_max_entries: int = 10_000
-    """Size bound of each near cache."""
+    """Entries each near cache holds at most."""
+    near_max_bytes: int = 64 * 1024 * 1024
+    """Bytes (estimated) each near cache holds at most."""
     signing_keys: tuple[str, ...] = ()
     """Sign every entry with the first key, accept any (`EntrySigner`); empty: unsigned entries."""
     policy: CachePolicy = CachePolicy()

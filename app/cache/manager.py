@@ -99,6 +99,7 @@ class CacheManager:
         "bus",
         "clock",
         "fence",
+        "near_max_bytes",
         "near_max_entries",
         "near_ttl",
         "policy",
@@ -115,6 +116,7 @@ class CacheManager:
         bus: InvalidationBus | None = None,
         near_ttl: float = 5.0,
         near_max_entries: int = 10_000,
+        near_max_bytes: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
         signer: EntrySigner | None = None,
         fence: CacheFence | None = None,
@@ -126,8 +128,10 @@ class CacheManager:
             prefix: Prepended to every key, to share one Redis between applications.
             policy: The default lifetimes; each spec overrides what it names. Default `CachePolicy()`.
             bus: Cross-process invalidation; specs with `near=True` get a near cache only when there is one.
-            near_ttl: Seconds a near-cache entry lives at most.
-            near_max_entries: Size bound of each near cache.
+            near_ttl: Seconds a near-cache entry lives at most without a `fence`; with one, entries live until
+                invalidated or evicted, at most their cache's `ttl` (`app.cache.near`, docs/consistency.md).
+            near_max_entries: Entries each near cache holds at most.
+            near_max_bytes: Bytes (estimated) each near cache holds at most.
             clock: Wall-clock seconds for soft TTLs; tests inject their own.
             signer: Sign every cache's entries (`CACHE_SIGNING_KEY`); `None` stores them unsigned.
             fence: The consistency fence every cache (and near cache) of this manager obeys (`app.cache.fence`).
@@ -138,6 +142,7 @@ class CacheManager:
         self.bus = bus
         self.near_ttl = near_ttl
         self.near_max_entries = near_max_entries
+        self.near_max_bytes = near_max_bytes
         self.clock = clock
         self.signer = signer
         self.fence = fence
@@ -199,6 +204,7 @@ class CacheManager:
             bus=bus,
             near_ttl=config.near_ttl,
             near_max_entries=config.near_max_entries,
+            near_max_bytes=config.near_max_bytes,
             signer=EntrySigner([key.encode() for key in config.signing_keys]) if config.signing_keys else None,
             fence=fence,
         )
@@ -214,16 +220,22 @@ class CacheManager:
             if known[0] is not spec and known[0] != spec:
                 raise ValueError(f"cache namespace {spec.namespace!r} is declared twice")
             return cast("Cache[K, V]", known[1])
+        policy = spec.policy_over(self.policy)
         near = None
         if spec.near and self.bus is not None:
-            near = NearCache(max_entries=self.near_max_entries, ttl=self.near_ttl)
+            near = NearCache(
+                max_entries=self.near_max_entries,
+                max_bytes=self.near_max_bytes,
+                # With the fence, invalidation alone keeps entries correct (docs/consistency.md §6).
+                ttl=self.near_ttl if self.fence is None else policy.ttl,
+            )
             self.bus.attach(near)
         cache = Cache(
             self.backend,
             namespace=spec.namespace,
             key_type=spec.key_type,
             value_type=spec.value_type,
-            policy=spec.policy_over(self.policy),
+            policy=policy,
             prefix=self.prefix,
             key_encoder=spec.key_encoder,
             version_of=spec.version_of,

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from app.cache.backend import CacheBackendError
-from app.cache.entry import MISS_RESULT, Status, tally
+from app.cache.entry import ABSENT_RESULT, MISS_RESULT, Status, tally
 from app.cache.writes import CacheWrites
 
 if TYPE_CHECKING:
@@ -56,8 +56,15 @@ class Cache(CacheWrites[K, V]):
         near = self._near
         if near is None or not near.enabled:
             return await self._remote_lookup(backend_keys)
-        results: list[tuple[Status, V | None]] = [near.get(backend_key) or MISS_RESULT for backend_key in backend_keys]
-        remote = [n for n, result in enumerate(results) if result is MISS_RESULT]
+        results: list[tuple[Status, V | None]] = []
+        remote: list[int] = []
+        for n, backend_key in enumerate(backend_keys):
+            item = near.get(backend_key)
+            if item is None:
+                remote.append(n)
+                results.append(MISS_RESULT)
+            else:
+                results.append(item if item is ABSENT_RESULT else (_HIT, item))
         self.stats.near_hits += len(keys) - len(remote)
         self.stats.near_misses += len(remote)
         if remote:
@@ -65,8 +72,11 @@ class Cache(CacheWrites[K, V]):
             fetched = await self._remote_lookup([backend_keys[n] for n in remote])
             for n, result in zip(remote, fetched, strict=True):
                 results[n] = result
-                if result[0] is _HIT or result[0] is _ABSENT:  # only fresh entries and absences are kept near
-                    near.put(backend_keys[n], result, epoch)
+                # Only fresh entries and absences are kept near: a value as itself, an absence as ABSENT_RESULT.
+                if result[0] is _HIT:
+                    near.put(backend_keys[n], result[1], epoch)
+                elif result[0] is _ABSENT:
+                    near.put(backend_keys[n], ABSENT_RESULT, epoch)
         return results
 
     async def _remote_lookup(self, backend_keys: list[str]) -> list[tuple[Status, V | None]]:
@@ -104,17 +114,23 @@ class Cache(CacheWrites[K, V]):
             await self._delete_backend_keys(corrupt)
         return results
 
-    def _near_hit(self, backend_key: str) -> tuple[Status, V | None] | None:
-        """The near cache's entry, counted as a near hit; `None` on a near miss (counted by `_lookup`)."""
-        result = self._near.get(backend_key) if self._near is not None else None
-        if result is not None:
+    def _near_item(self, key: K) -> Any | None:
+        """The near cache's item for `key` (a value, or `ABSENT_RESULT`), counted as a near hit; `None` on a miss.
+
+        A near miss is counted by `_lookup`, which looks again (a miss pays one more dictionary look-up).
+        """
+        near = self._near
+        item = near.get(self.key(key)) if near is not None else None
+        if item is not None:
             self.stats.near_hits += 1
-        return result
+        return item
 
     async def get(self, key: K) -> V | None:
         """Return the cached value, or `None` on a miss, an "absent" entry or a backend error."""
-        result = self._near_hit(self.key(key)) if self._near is not None else None
-        return (result or (await self._lookup((key,)))[0])[1]
+        item = self._near_item(key) if self._near is not None else None
+        if item is not None:
+            return None if item is ABSENT_RESULT else item
+        return (await self._lookup((key,)))[0][1]
 
     async def get_many(self, keys: Iterable[K]) -> dict[K, V]:
         """Return the cached values of those keys that have one, in one backend round trip."""
@@ -133,9 +149,9 @@ class Cache(CacheWrites[K, V]):
         keys = (key,)
         if self._flights.running:
             return await self._get_or_join(key, loader)
-        near = self._near_hit(self.key(key)) if self._near is not None else None
-        if near is not None:  # only fresh entries and absences are kept near (and only while trusted)
-            return near[1]
+        item = self._near_item(key) if self._near is not None else None
+        if item is not None:  # only fresh entries and absences are kept near (and only while trusted)
+            return None if item is ABSENT_RESULT else item
         if self._untrusted():
             return await self._load_untrusted(key, loader)
         looked_up = await self._lookup(keys)  # nothing in flight: a hit or an absence is decided here

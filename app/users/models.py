@@ -74,8 +74,12 @@ Email = Annotated[
 UserId = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
 
 
-class User(msgspec.Struct, frozen=True, kw_only=True):
-    """A user, as stored and as cached."""
+class User(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A user, as stored and as cached.
+
+    `gc=False`: its fields are scalars, so it can never be part of a reference cycle, and the garbage collector
+    need not track it (a near cache of 100,000 users is then 100,000 objects fewer for every full collection).
+    """
 
     id: UserId
     uuid: UUID

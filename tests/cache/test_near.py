@@ -1,10 +1,18 @@
-"""`NearCache` on its own: size bound and eviction order, TTL, the epoch guard, invalidation and the enabled flag."""
+"""`NearCache` on its own: admission and eviction, the byte bound, GC-free entries, TTL, the epoch guard, invalidation,
+the trust deadline and the enabled flag."""
 
 from __future__ import annotations
 
-import pytest
+import gc
+import sys
+import tracemalloc
 
-from app.cache import NearCache
+import pytest
+from redis.asyncio import Redis
+
+from app.cache import CacheFence, CacheManager, CachePolicy, CacheSpec, InvalidationBus, MemoryBackend, NearCache
+from app.cache.near import FrequencySketch, footprint
+from bench.fixtures import synthetic_users
 
 
 class Clock:
@@ -48,19 +56,113 @@ def test_put_and_get(clock: Clock) -> None:
     assert len(near) == 2
 
 
-def test_beyond_max_entries_the_entry_written_longest_ago_goes_first(clock: Clock) -> None:
+def test_when_full_a_key_asked_for_once_does_not_push_out_the_others(clock: Clock) -> None:
     near = enabled_near(clock, max_entries=3)
     fill(near, "a", "b", "c")
-    assert near.get("a") == "value-a"  # a read does not make "a" younger
-    fill(near, "d")
+    fill(near, "d", "e")  # one-hit keys
     assert len(near) == 3
+    assert [near.get(key) for key in "abcde"] == ["value-a", "value-b", "value-c", None, None]
+    assert near.rejected == 2
+
+
+def test_a_key_that_comes_back_takes_the_place_of_the_oldest_entry_not_read_since(clock: Clock) -> None:
+    near = enabled_near(clock, max_entries=3)
+    fill(near, "a", "b", "c")
+    assert near.get("a") == "value-a"  # read: "a" gets a second chance, "b" is the oldest unread entry
+    fill(near, "d", "d")  # asked for twice, more often than "b"
+    assert len(near) == 3
+    assert near.get("b") is None
+    assert [near.get(key) for key in "acd"] == ["value-a", "value-c", "value-d"]
+
+
+def test_a_victim_asked_for_as_often_keeps_its_place(clock: Clock) -> None:
+    near = enabled_near(clock, max_entries=2)
+    fill(near, "a", "a", "a", "b")
+    fill(near, "c", "c")  # the victim "a" was asked for three times, "c" twice (no read here: a read of "a"
+    assert near.rejected == 2  # would give it a second chance whatever its count)
+    fill(near, "c", "c")  # now four times
+    assert near.get("c") == "value-c"
     assert near.get("a") is None
-    assert [near.get(key) for key in "bcd"] == ["value-b", "value-c", "value-d"]
-    fill(near, "b")  # rewriting "b" makes it the youngest, so "c" is next out
-    fill(near, "e")
-    assert near.get("c") is None
-    assert [near.get(key) for key in "bde"] == ["value-b", "value-d", "value-e"]
+
+
+def test_an_expired_entry_makes_room_for_any_newcomer(clock: Clock) -> None:
+    near = enabled_near(clock, max_entries=2, ttl=5.0)
+    fill(near, "a", "a", "a", "b", "b", "b")
+    clock.now += 5.0
+    fill(near, "c")  # asked for once, but the victims are dead
+    assert near.get("c") == "value-c"
+
+
+def test_the_byte_bound_holds_and_refuses_what_can_never_fit(clock: Clock) -> None:
+    item = "x" * 1000
+    one = footprint("k00", item)
+    near = NearCache(max_entries=100, max_bytes=3 * one + one // 2, clock=clock)
+    near.enabled = True
+    for n in range(10):
+        for _ in range(2 + n):  # every newcomer is asked for more often than the ones before
+            near.put(f"k{n:02}", item, near.epoch)
+            assert near.size_bytes <= near.max_bytes
     assert len(near) == 3
+    assert near.size_bytes == 3 * one
+    assert [near.get(f"k{n:02}") is not None for n in range(7, 10)] == [True, True, True]
+    near.put("huge", "x" * near.max_bytes, near.epoch)
+    assert near.get("huge") is None
+    near.invalidate(["k07"])
+    assert near.size_bytes == 2 * one
+    near.clear()
+    assert near.size_bytes == 0
+
+
+def test_the_footprint_is_close_to_the_memory_entries_take(clock: Clock) -> None:
+    users = synthetic_users(2000)  # decoded before: only what the near cache adds is traced
+    keys = [f"cache:user:0123abcd:{user.id}" for user in users]
+    near = enabled_near(clock, max_entries=10_000)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for key, user in zip(keys, users, strict=True):
+            near.put(key, user, near.epoch)
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(near) == 2000
+    # The keys and users are counted by the footprint but were allocated before: add them to what was traced.
+    held = taken + sum(
+        sys.getsizeof(key) + footprint(key, user) - footprint(key, None) for key, user in zip(keys, users, strict=True)
+    )
+    assert 0.85 < near.size_bytes / held < 1.15, (near.size_bytes, held)
+
+
+def test_entries_add_no_object_for_the_garbage_collector_to_walk(clock: Clock) -> None:
+    users = synthetic_users(1000)
+    assert not any(gc.is_tracked(user) for user in users)  # `User` is a gc=False Struct
+    uuids = [user.uuid for user in users]
+    assert all(gc.is_tracked(uuid) for uuid in uuids)  # a value the collector tracks: its entry must not add one
+    keys = [f"cache:user:{user.id}" for user in users] + [f"cache:uuid:{user.id}" for user in users]
+    near = enabled_near(clock, max_entries=10_000)
+    near.put("warm-up", users[0], near.epoch)
+    gc.collect()
+    gc.disable()  # no collection meanwhile: it would untrack some containers by itself
+    try:
+        before = len(gc.get_objects())
+        for key, value in zip(keys, [*users, *uuids], strict=True):
+            near.put(key, value, near.epoch)
+        added = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert len(near) == 2001
+    assert added < 10, added
+
+
+def test_the_sketch_counts_and_halves_after_its_window() -> None:
+    sketch = FrequencySketch(100)
+    for _ in range(5):
+        sketch.increment("hot")
+    assert sketch.frequency("hot") >= 5
+    assert sketch.frequency("never") <= 1  # a collision at most
+    for n in range(sketch.window):
+        sketch.increment(f"other-{n}")
+    assert 2 <= sketch.frequency("hot") <= 4  # 5 halved (plus collisions with the window's keys)
 
 
 def test_entries_live_for_ttl_seconds(clock: Clock) -> None:
@@ -134,3 +236,29 @@ def test_turning_off_clears_and_refuses_puts(clock: Clock) -> None:
     assert near.get("a") is None
     near.put("a", "value-a", near.epoch)
     assert near.get("a") == "value-a"
+
+
+def test_a_lapse_of_trust_empties_it_once_trust_is_back(clock: Clock) -> None:
+    near = enabled_near(clock)
+    near.trusted_until = clock.now + 1.0
+    fill(near, "a")
+    near.trusted_until = clock.now + 2.0  # renewed in time (a sync every δ/4): entries stay
+    clock.now += 1.5
+    assert near.get("a") == "value-a"
+    clock.now += 1.0  # the deadline passed: nothing is answered...
+    assert near.get("a") is None
+    assert len(near) == 1
+    near.trusted_until = clock.now + 1.0  # ...and once trust is back, what lived through the lapse is gone
+    assert len(near) == 0
+    assert near.get("a") is None
+
+
+@pytest.mark.parametrize("fenced", [False, True])
+def test_with_the_fence_entries_live_as_long_as_their_cache_s_ttl_without_it_the_near_ttl(fenced: bool) -> None:
+    fence = CacheFence(bound=1.0, retention=600.0) if fenced else None
+    bus = InvalidationBus(Redis(), "test:invalidations")
+    manager = CacheManager(MemoryBackend(), bus=bus, near_ttl=5.0, policy=CachePolicy(ttl=300.0), fence=fence)
+    cache = manager.cache(CacheSpec(namespace="item", key_type=int, value_type=str, near=True))
+    near = cache._near  # what the manager built
+    assert near is not None
+    assert near.ttl == (300.0 if fenced else 5.0)
