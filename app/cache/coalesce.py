@@ -23,12 +23,12 @@ _Writes = tuple["Sequence[Entry]", "Sequence[int] | None"]
 class CoalescingBackend(WrappingBackend):
     """Wrap a backend so concurrent `get_many` calls become one call (a DataLoader for reads).
 
-    The first caller becomes the leader: it yields once to the event loop, so that every request handler that
-    runs in the same tick can add its keys, and, if the previous batch is still out, goes on gathering until
-    that batch lands; then it sends all the keys in one `get_many` and hands each caller its values. So at
-    most one batch is out and one is filling: under load, batches stay full even when requests stop arriving
-    in step (near-cache hits answer some requests at once, and those clients come back in other ticks). A
-    caller alone pays one extra loop iteration; 100 concurrent cache hits pay one round trip instead of 100.
+    The first caller of a tick becomes the leader: it yields once to the event loop, so that every request
+    handler that runs in the same tick can add its keys, then sends all the keys in one `get_many` and hands
+    each caller its values. A caller alone pays one extra loop iteration; 100 concurrent cache hits pay one
+    round trip instead of 100. (Holding a batch until the previous one lands made batches fuller with the near
+    cache on, but put every read behind a slow one: a cluster failover then kept the invalidation listeners
+    from resubscribing, `tests/consistency/test_near_cluster.py`.)
 
     Writes are coalesced per tick, `set_many` calls with `set_many` calls and `set_many_if_newer` calls with
     `set_many_if_newer` calls: the cache fills of a miss storm go out as one pipeline per tick, not one each, and
@@ -37,14 +37,12 @@ class CoalescingBackend(WrappingBackend):
     straight through.
     """
 
-    __slots__ = ("_out", "_pending", "_writes", "batched_calls", "batched_writes", "batches", "write_batches")
+    __slots__ = ("_pending", "_writes", "batched_calls", "batched_writes", "batches", "write_batches")
 
     def __init__(self, inner: CacheBackend) -> None:
         """Wrap `inner`."""
         super().__init__(inner)
         self._pending: list[tuple[Sequence[str], asyncio.Future[list[bytes | None]]]] | None = None
-        self._out: asyncio.Future[None] | None = None
-        """Done when the batch out lands; `None` while none is out."""
         self.batches = 0
         """Backend reads sent (`cache_backend_reads_total` in /metrics)."""
         self.batched_calls = 0
@@ -67,29 +65,21 @@ class CoalescingBackend(WrappingBackend):
         self._pending = followers
         try:
             await asyncio.sleep(0)
-            if self._out is not None:
-                await asyncio.wait((self._out,))  # not cancelled with this caller: the batch out is not ours
         except BaseException:
             self._pending = None
             self._fail(followers, CacheBackendError("batched read cancelled"))
             raise
         self._pending = None
         self.batches += 1
-        out = self._out = asyncio.get_running_loop().create_future()
+        if not followers:
+            return await self.inner.get_many(keys)
+        self.batched_calls += len(followers)
+        unique = list(dict.fromkeys([*keys, *(key for follower_keys, _ in followers for key in follower_keys)]))
         try:
-            if not followers:
-                return await self.inner.get_many(keys)
-            self.batched_calls += len(followers)
-            unique = list(dict.fromkeys([*keys, *(key for follower_keys, _ in followers for key in follower_keys)]))
-            try:
-                values = await self.inner.get_many(unique)
-            except BaseException as exc:
-                self._fail(followers, exc if isinstance(exc, CacheBackendError) else CacheBackendError(repr(exc)))
-                raise
-        finally:
-            if self._out is out:
-                self._out = None
-            out.set_result(None)
+            values = await self.inner.get_many(unique)
+        except BaseException as exc:
+            self._fail(followers, exc if isinstance(exc, CacheBackendError) else CacheBackendError(repr(exc)))
+            raise
         by_key = dict(zip(unique, values, strict=True))
         for follower_keys, future in followers:
             if not future.done():

@@ -58,20 +58,6 @@ async def test_a_lone_read_is_not_delayed_by_batching(backend: CacheBackend) -> 
     assert counting.calls["get_many"] == 2
 
 
-async def test_while_a_batch_is_out_the_next_one_fills_until_it_lands() -> None:
-    slow = FaultyBackend(MemoryBackend(), latency=0.05)
-    cache = item_cache(CoalescingBackend(slow))
-    await cache.set_many({n: Item(n=n) for n in range(6)})
-    first = asyncio.ensure_future(cache.get(0))
-    await asyncio.sleep(0.01)  # its batch is out
-    later: list[asyncio.Future[Item | None]] = []
-    for n in range(1, 6):  # callers out of step, in ticks of their own, while it is out
-        later.append(asyncio.ensure_future(cache.get(n)))
-        await asyncio.sleep(0.005)
-    assert await asyncio.gather(first, *later) == [Item(n=n) for n in range(6)]
-    assert slow.calls["get_many"] == 2  # one each tick (6) before
-
-
 async def test_a_failed_batch_is_a_miss_for_every_caller() -> None:
     faulty = FaultyBackend(MemoryBackend(), failing=True)
     cache = item_cache(CoalescingBackend(faulty))

@@ -33,7 +33,11 @@ def topology(request: pytest.FixtureRequest) -> Iterator[tuple[Settings, redis.R
         direct = redis.Redis(port=port)
     sqlite_path = request.getfixturevalue("sqlite_path")
     settings = Settings(
-        redis_url=url, redis_cluster=request.param == "cluster", database_url=f"sqlite:///{sqlite_path}"
+        redis_url=url,
+        redis_cluster=request.param == "cluster",
+        database_url=f"sqlite:///{sqlite_path}",
+        # Deletes are what this checks: without the fence, no outbox replay writes markers under deleted keys.
+        cache_consistency_bound_ms=0,
     )
     try:
         yield settings, direct
