@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = (
     "CASES",
     "FIRST_PATH",
+    "NEAR_PAIRS",
     "ONE_SHOT",
     "ONE_USER_MODES",
     "POSTGRES_SERVERS",
@@ -86,12 +87,18 @@ class HttpCase:
         return self.concurrency is None or connections in self.concurrency
 
 
-def _scale(key: str, label: str, mode: str, users: int, *extra: str) -> HttpCase:
+NEAR = "svc-pg-near"
+"""`svc-pg` with the near cache on, holding every user (100k entries): the near-cache cases at scale."""
+NEAR_PAIRS = (("pg-near-id-10", "pg-id-10"), ("pg-near-id-100k", "pg-id-100k"), ("pg-near-zipf-100k", "pg-zipf-100k"))
+"""Each near-cache case at scale and the same case with the near cache off (the target: never slower)."""
+
+
+def _scale(key: str, label: str, mode: str, users: int, *extra: str, server: str = "svc-pg") -> HttpCase:
     """A case on the service over PostgreSQL with `SCALE_USERS` users, every user cached (at c=32 only)."""
     return HttpCase(
         key,
         label,
-        "svc-pg",
+        server,
         mode,
         cache_hit=mode != "page",
         lua="scale.lua",
@@ -138,14 +145,27 @@ CASES = (
     *cluster_cases(),  # bench/cluster.py
     # At scale: the service over PostgreSQL holding 100,000 users, all cached in Redis (bench/scale.py seeds and
     # fills it); GET by id over 10 ids and over every user, and pages at random positions, back to back.
+    # Each near-cache case right after the same case with the near cache off (`svc-pg-near`, the same database).
     _scale("pg-id-10", "100k users in PostgreSQL, Redis, 10 ids", "uniform", 10),
+    _scale("pg-near-id-10", "100k users in PostgreSQL, Redis + near cache, 10 ids", "uniform", 10, server=NEAR),
     _scale("pg-id-100k", "100k users in PostgreSQL, Redis, uniform", "uniform", SCALE_USERS),
-    _scale("pg-zipf-100k", "100k users in PostgreSQL, Redis, Zipf", "zipf", SCALE_USERS, "1.0"),
     _scale("pg-page-100k", "100k users in PostgreSQL, page of 50", "page", SCALE_USERS),
+    _scale(
+        "pg-near-id-100k", "100k users in PostgreSQL, Redis + near cache, uniform", "uniform", SCALE_USERS, server=NEAR
+    ),
+    _scale("pg-zipf-100k", "100k users in PostgreSQL, Redis, Zipf", "zipf", SCALE_USERS, "1.0"),
+    _scale(
+        "pg-near-zipf-100k",
+        "100k users in PostgreSQL, Redis + near cache, Zipf",
+        "zipf",
+        SCALE_USERS,
+        "1.0",
+        server=NEAR,
+    ),
 )
 ONE_SHOT = ("cold-start", "memory")
 """Cases run once after the HTTP rounds, on the PostgreSQL servers (bench/scale.py): keys for `BENCH_CASES`."""
-POSTGRES_SERVERS = frozenset({"svc-pg"})
+POSTGRES_SERVERS = frozenset({"svc-pg", NEAR})
 
 
 def server_specs(
@@ -194,6 +214,17 @@ def server_specs(
                 "DATABASE_URL": postgres_url,
                 "REDIS_URL": redis_url,
                 "CACHE_NEAR_ENABLED": "false",
+                "CACHE_TTL_SECONDS": "3600",
+            },
+        ),
+        NEAR: service(
+            NEAR,
+            {
+                "DATABASE_URL": postgres_url,
+                "REDIS_URL": redis_url,
+                "CACHE_NEAR_ENABLED": "true",
+                "CACHE_NEAR_MAX_ENTRIES": str(SCALE_USERS),
+                "CACHE_NEAR_MAX_BYTES": str(512 * 1024 * 1024),  # the entry count decides: every user fits
                 "CACHE_TTL_SECONDS": "3600",
             },
         ),

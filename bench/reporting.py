@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.cases import CASES, REQUESTS
+from bench.cases import CASES, NEAR_PAIRS, REQUESTS
 from bench.config import REPO
 from bench.lib_bench import LibRow, format_lib_table
 
@@ -149,6 +149,25 @@ def _pages_vs_by_id(results: dict[tuple[str, int], CaseResult]) -> Target:
     return Target(name, f"{value:.2f}x (rounds: {', '.join(f'{r:.2f}' for r in per_round)})", value >= 0.3)
 
 
+def _near_never_slower(results: dict[tuple[str, int], CaseResult]) -> list[Target]:
+    """Issue 15: near cache on never slower than off at scale (req/s within 3%, the rounds' noise), and its p99
+    with 100k near entries within 2x of near off."""
+    targets: list[Target] = []
+    for near_key, off_key in NEAR_PAIRS:
+        near, off = results.get((near_key, 32)), results.get((off_key, 32))
+        name = f"`{near_key}` req/s >= 0.97x `{off_key}` (near cache never slower), c=32"
+        if near is None or off is None or not near.runs or not off.runs:
+            targets.append(Target(name, "-", None))
+            continue
+        ratio = near.rps / off.rps
+        targets.append(Target(name, f"{ratio:.2f}x ({near.rps:,.0f} / {off.rps:,.0f} req/s)", ratio >= 0.97))
+        if near_key == "pg-near-id-100k":
+            p99 = near.p99_ms / off.p99_ms
+            name = "p99 with 100k near entries <= 2x near cache off (uniform over 100k), c=32"
+            targets.append(Target(name, f"{p99:.2f}x ({near.p99_ms:.1f} / {off.p99_ms:.1f} ms)", p99 <= 2.0))
+    return targets
+
+
 def _redis_bytes(scale: ScaleResults | None) -> Target:
     name = "Redis memory per user cached through the batch path <= 450 bytes"
     if scale is None or scale.memory is None:
@@ -170,6 +189,7 @@ def evaluate_targets(
         _lib_target(rows, "cache-get", "`Cache.get` over raw GET + decode < 15%", 0.15),
         _lib_target(rows, "cache-get-many", "`get_many(100)` over raw MGET + decode < 10%", 0.10),
         _pages_vs_by_id(results),
+        *_near_never_slower(results),
         _redis_bytes(scale),
     ]
 

@@ -166,9 +166,10 @@ def fill_cache(base_url: str, users: int) -> None:
     _each(base_url, _batches(1, users))
 
 
-def prepare(server: HttpServer, postgres_url: str) -> None:
-    """Seed `SCALE_USERS` users and cache them all, so the `pg-*` cases are all hits."""
-    asyncio.run(seed(postgres_url, SCALE_USERS))
+def prepare(server: HttpServer, postgres_url: str, *, seed_first: bool = True) -> None:
+    """Seed `SCALE_USERS` users (once per database) and cache them all, so the `pg-*` cases are all hits."""
+    if seed_first:
+        asyncio.run(seed(postgres_url, SCALE_USERS))
     fill_cache(server.base_url, SCALE_USERS)
 
 

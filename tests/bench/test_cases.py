@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.cases import CASES, ONE_SHOT, selected_cases, selected_one_shots
+from bench.cases import CASES, NEAR_PAIRS, ONE_SHOT, selected_cases, selected_one_shots
 from bench.config import BenchConfig
 from bench.procs import BenchError
 from bench.reporting import evaluate_targets
@@ -42,7 +42,15 @@ def test_an_unknown_key_names_the_known_ones(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_the_cases_at_scale_run_at_c32_only() -> None:
     scale = [case for case in CASES if case.key.startswith("pg-")]
-    assert {case.key for case in scale} == {"pg-id-10", "pg-id-100k", "pg-zipf-100k", "pg-page-100k"}
+    assert {case.key for case in scale} == {
+        "pg-id-10",
+        "pg-id-100k",
+        "pg-zipf-100k",
+        "pg-page-100k",
+        "pg-near-id-10",
+        "pg-near-id-100k",
+        "pg-near-zipf-100k",
+    }
     assert all(case.runs_at(32) and not case.runs_at(64) for case in scale)
     assert all(case.runs_at(64) for case in CASES if case not in scale)
 
@@ -69,3 +77,17 @@ def test_the_page_target_is_the_median_of_round_by_round_ratios(monkeypatch: pyt
     target = next(t for t in evaluate_targets(results, [], config) if t.name.startswith("Page of 50"))
     assert target.measured.startswith("0.35x")
     assert target.holds is True
+
+
+def test_each_near_case_at_scale_is_judged_against_near_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _config(monkeypatch)
+    keys = [key for pair in NEAR_PAIRS for key in pair]
+    order = [case.key for case in CASES]
+    assert all(order.index(near) > order.index(off) for near, off in NEAR_PAIRS)  # run after, in every round
+    results = {(key, 32): _result(key, 1000) for key in keys}
+    results[("pg-near-zipf-100k", 32)] = _result("pg-near-zipf-100k", 900)  # 0.90x: slower
+    targets = {t.name: t for t in evaluate_targets(results, [], config) if "near" in t.name}
+    held = {name.split("`")[1]: t.holds for name, t in targets.items() if name.startswith("`")}
+    assert held == {"pg-near-id-10": True, "pg-near-id-100k": True, "pg-near-zipf-100k": False}
+    p99 = next(t for name, t in targets.items() if name.startswith("p99 with 100k near entries"))
+    assert p99.holds is True  # both 1 ms in `_result`
