@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 _KEY_SEPARATOR = "\n"
 
 _MAX_BACKOFF_SECONDS = 1.0
+_MIN_SILENCE_SECONDS = 2.0
+"""A subscription silent this long (and three pings long) is dead. Shorter, with pings every δ/4, a loaded loop
+or a cluster's slot-map refreshes delayed pongs past it: listeners flapped through a failover (test_near_cluster).
+With the fence on, the near caches do not need the bus to stay correct (docs/consistency.md §6)."""
 """Retries of a lost subscription are at most this far apart, so a promoted replica is found within ~2 s."""
 
 
@@ -188,7 +192,7 @@ class InvalidationBus:
                         data = message["data"]  # pyright: ignore[reportUnknownVariableType]
                         text = data.decode() if isinstance(data, bytes) else str(data)  # pyright: ignore[reportUnknownArgumentType]
                         self._invalidate(text.split(_KEY_SEPARATOR))
-                if now - last_seen > 3 * self.ping_interval:
+                if now - last_seen > max(3 * self.ping_interval, _MIN_SILENCE_SECONDS):
                     raise TimeoutError("no answer to pings on the invalidation channel")
                 if now - last_ping >= self.ping_interval:
                     last_ping = now
