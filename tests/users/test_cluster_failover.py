@@ -51,7 +51,7 @@ async def test_a_master_killed_under_load_costs_only_its_keys(
     reads = Reads()
     lookup, untrusted = Cache._remote_lookup, Cache._load_untrusted  # pyright: ignore[reportPrivateUsage]
 
-    async def recorded(self: Cache[object, object], backend_keys: list[str]) -> list[tuple[Status, object]]:
+    async def recorded(self: Cache[object, object], backend_keys: list[str]) -> list[tuple[Status, object | None]]:
         results = await lookup(self, backend_keys)
         now = time.monotonic()
         reads.log.extend(
