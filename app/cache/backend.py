@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, NamedTuple
 
 from typing_extensions import override
@@ -10,11 +11,26 @@ from typing_extensions import override
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ("CacheBackend", "CacheBackendError", "Entry", "WrappingBackend")
+__all__ = ("FENCE_WRITE", "CacheBackend", "CacheBackendError", "CacheBackendResetError", "Entry", "WrappingBackend")
 
 
 class CacheBackendError(Exception):
     """A backend could not serve a call (connection refused, timeout, circuit open, ...)."""
+
+
+class CacheBackendResetError(CacheBackendError):
+    """A consistency-fence write failed, and every connection it failed on was reset.
+
+    Any later reply from the part of the backend that did not take the write is read over a new connection, and
+    the backend announces every new connection (the fence's `revoke`) before handing out a reply read over it:
+    for the fence, the write is as good as applied (`docs/consistency.md`, §4b).
+    """
+
+
+FENCE_WRITE: ContextVar[bool] = ContextVar("cache_fence_write", default=False)
+"""Set while a consistency-fence write (a marker, a tombstone, a delete) is under way. A backend that can reset
+the connection a failed part of it went over, and that announces reconnects, then raises
+`CacheBackendResetError`; others ignore it."""
 
 
 class Entry(NamedTuple):

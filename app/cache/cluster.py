@@ -9,7 +9,10 @@ GET per key, all in one write), and the masters are asked concurrently.
 A failure costs only its master's keys. Each master sits behind its own `CircuitBreakerBackend`: a read whose
 master fails (or whose breaker is open, which fails at once) is a miss for that master's keys only, and the
 others are hits. Writes and deletes go to every master concerned and raise `CacheBackendError` when any of them
-failed, after the others have been applied (the caller then treats the whole batch as not written).
+failed, after the others have been applied (the caller then treats the whole batch as not written). A consistency
+fence write (`FENCE_WRITE`) that fails on a master resets that master's connection first, so that whatever the
+master still holds is only read again over a new connection, which `on_node_connect` announces; the failure is
+then a `CacheBackendResetError`, which the fence counts as applied (`docs/consistency.md`, §4b).
 
 The slot map is redis-py's (`RedisCluster.nodes_manager`, refreshed through it): read once on first use, and
 again soon after any failure or redirection (MOVED/ASK), at most every `REFRESH_INTERVAL`, so a promoted
@@ -29,7 +32,7 @@ from redis.backoff import NoBackoff
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from typing_extensions import override
 
-from app.cache.backend import CacheBackend, CacheBackendError
+from app.cache.backend import FENCE_WRITE, CacheBackend, CacheBackendError, CacheBackendResetError
 from app.cache.breaker import BreakerState, CircuitBreakerBackend, new_latency
 from app.cache.multiplex import MultiplexedConnection, RedisReplyError
 from app.cache.nodes import NodeHealth
@@ -47,6 +50,9 @@ __all__ = ("REFRESH_INTERVAL", "ClusterBackend")
 
 REFRESH_INTERVAL = 0.2
 """Seconds between two refreshes of the slot map while failures or redirections keep asking for one."""
+
+_Outcome = tuple["CircuitBreakerBackend | None", "BaseException | None"]
+"""What one master's part of a call raised (`None`: nothing), and that master (`None`: not known)."""
 
 
 class _RedirectedError(Exception):
@@ -133,9 +139,9 @@ class ClusterBackend(CacheBackend):
     """A backend on a Redis Cluster (see the module docstring).
 
     `on_node_connect` (the consistency fence's per-node hook) is called with a master's `host:port` whenever
-    its read connection opens (first use, or a reconnect after the connection dropped) and whenever the slot
-    map gives it slots it did not have (a promoted replica, a resharding), before any reply read over that
-    connection or for those slots is handed out.
+    its read connection opens (first use, or a reconnect after the connection dropped or was reset) and whenever
+    the slot map gives slots it did not have to a master whose connection is open (a resharding), before any
+    reply read over that connection or for those slots is handed out.
     """
 
     __slots__ = (
@@ -307,7 +313,10 @@ class ClusterBackend(CacheBackend):
         self._slots = slots
         if self.on_node_connect is not None:
             for address in sorted(gained):
-                self.on_node_connect(address)
+                # A connection not open now announces itself when it opens, before its first reply: a promoted
+                # replica costs one announcement (one replay of the fence), not two.
+                if _connection(nodes[address]).connected:
+                    self.on_node_connect(address)
         for node in retired:
             await node.close()
 
@@ -339,14 +348,15 @@ class ClusterBackend(CacheBackend):
 
     async def _each_master(
         self, keys: Sequence[str], call: Callable[[CircuitBreakerBackend, list[int]], Any]
-    ) -> list[BaseException | None]:
+    ) -> list[_Outcome]:
         """Run `call(node, positions)` on every master concerned, concurrently; return what each part raised.
 
-        A redirected master's part is routed again after a refresh of the slot map and run once more.
+        A redirected master's part is routed again after a refresh of the slot map and run once more (if the
+        refresh fails, that part's outcome names no master).
         """
         with translate_errors():
             groups: dict[CircuitBreakerBackend, list[int]] = await self._route(keys)
-        outcomes: list[BaseException | None] = []
+        outcomes: list[_Outcome] = []
         for attempt in range(2):
             parts = list(groups.items())
             if len(parts) == 1:  # no task to schedule
@@ -356,23 +366,23 @@ class ClusterBackend(CacheBackend):
                     *(call(node, positions) for node, positions in parts), return_exceptions=True
                 )
             redirected: list[int] = []
-            for (_, positions), result in zip(parts, results, strict=True):
+            for (node, positions), result in zip(parts, results, strict=True):
                 if isinstance(result, _RedirectedError) and not attempt:
                     redirected.extend(positions)
                 elif isinstance(result, BaseException):
                     if isinstance(result, asyncio.CancelledError):
                         raise result
-                    outcomes.append(result)
+                    outcomes.append((node, result))
                     self._refresh_soon()
                 else:
-                    outcomes.append(None)
+                    outcomes.append((node, None))
             if not redirected:
                 break
             try:  # a caller waits for the new map no longer than for one master
                 async with asyncio.timeout(self.timeout):
                     await self.refresh()
             except (CacheBackendError, TimeoutError) as exc:
-                outcomes.append(exc)  # the redirected part failed; the others stand
+                outcomes.append((None, exc))  # the redirected part failed; the others stand
                 break
             slots = await self._slot_map()
             groups = {}
@@ -395,8 +405,8 @@ class ClusterBackend(CacheBackend):
                 values[index] = value
 
         outcomes = await self._each_master(keys, read)
-        if all(outcome is not None for outcome in outcomes):
-            raise _as_backend_error(outcomes)
+        if all(error is not None for _, error in outcomes):
+            raise _as_backend_error([error for _, error in outcomes])
         return values
 
     @override
@@ -407,7 +417,7 @@ class ClusterBackend(CacheBackend):
         async def write(node: CircuitBreakerBackend, positions: list[int]) -> None:
             await node.set_many([entries[index] for index in positions])
 
-        _raise_any(await self._each_master([entry.key for entry in entries], write))
+        self._raise_failed(await self._each_master([entry.key for entry in entries], write))
 
     @override
     async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
@@ -420,7 +430,7 @@ class ClusterBackend(CacheBackend):
             for index, flag in zip(positions, flags, strict=True):
                 written[index] = flag
 
-        _raise_any(await self._each_master([entry.key for entry in entries], write))
+        self._raise_failed(await self._each_master([entry.key for entry in entries], write))
         return written
 
     @override
@@ -431,7 +441,24 @@ class ClusterBackend(CacheBackend):
         async def delete(node: CircuitBreakerBackend, positions: list[int]) -> None:
             await node.delete_many([keys[index] for index in positions])
 
-        _raise_any(await self._each_master(keys, delete))
+        self._raise_failed(await self._each_master(keys, delete))
+
+    def _raise_failed(self, outcomes: Sequence[_Outcome]) -> None:
+        """Raise `CacheBackendError` when any master's part of a write failed (every other part has been applied).
+
+        In a fence write (`FENCE_WRITE`) whose reconnects are heard (`on_node_connect`), each master that failed
+        has its connection reset first, and the error is a `CacheBackendResetError`.
+        """
+        errors = [error for _, error in outcomes]
+        if not any(errors):
+            return
+        error = _as_backend_error(errors)
+        failed = [node for node, error in outcomes if error is not None and node is not None]
+        if FENCE_WRITE.get() and self.on_node_connect is not None and len(failed) == len(errors) - errors.count(None):
+            for node in failed:
+                _connection(node).reset()
+            raise CacheBackendResetError(f"{error} (their connections were reset)") from error
+        raise error
 
     @override
     async def ping(self) -> None:
@@ -439,7 +466,9 @@ class ClusterBackend(CacheBackend):
         with translate_errors():
             await self._slot_map()
         results = await asyncio.gather(*(node.ping() for node in self._nodes.values()), return_exceptions=True)
-        _raise_any([result if isinstance(result, BaseException) else None for result in results])
+        errors = [result if isinstance(result, BaseException) else None for result in results]
+        if any(errors):
+            raise _as_backend_error(errors)
 
     async def open_connections(self) -> None:
         """(Re)open every master's connection (the consistency fence's probe); never fails for one master.
@@ -509,6 +538,12 @@ async def _outcome(call: Awaitable[Any]) -> Any:
         return exc
 
 
+def _connection(node: CircuitBreakerBackend) -> MultiplexedConnection:
+    inner = node.inner
+    assert isinstance(inner, _NodeBackend)  # noqa: S101 - built by ClusterBackend._node()
+    return inner.connection
+
+
 def _retrieve_exception(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
@@ -518,9 +553,3 @@ def _as_backend_error(outcomes: Sequence[BaseException | None]) -> CacheBackendE
     errors = [outcome for outcome in outcomes if outcome is not None]
     message = "; ".join(sorted({str(error) or type(error).__name__ for error in errors}))
     return CacheBackendError(f"{len(errors)} of {len(outcomes)} masters failed: {message}")
-
-
-def _raise_any(outcomes: Sequence[BaseException | None]) -> None:
-    """Raise `CacheBackendError` when any master's part failed (every other part has been applied)."""
-    if any(outcome is not None for outcome in outcomes):
-        raise _as_backend_error(outcomes)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
 
-from app.cache.backend import CacheBackendError, WrappingBackend
+from app.cache.backend import FENCE_WRITE, CacheBackendError, WrappingBackend
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -97,6 +97,8 @@ class CoalescingBackend(WrappingBackend):
 
     async def _write(self, write: _Writes) -> list[bool]:
         """Send `write` with the other writes of its kind of this tick; return its entries' results."""
+        if FENCE_WRITE.get():  # rare, and its failure means something else (`CacheBackendResetError`): alone
+            return await self._send(write)
         versioned = write[1] is not None
         followers = self._writes.get(versioned)
         if followers is not None:

@@ -67,6 +67,7 @@ class CacheFence:
         "_stopping",
         "_task",
         "_validated_epoch",
+        "_wake",
         "batch",
         "bound",
         "epoch",
@@ -124,6 +125,7 @@ class CacheFence:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
 
     # -- what the caches ask ---------------------------------------------------------------------------
 
@@ -139,9 +141,13 @@ class CacheFence:
             near.trusted_until = self.trusted_until
 
     def revoke(self) -> None:
-        """Stop trusting the caches until a sync has re-applied the whole outbox (a backend reconnect)."""
+        """Stop trusting the caches until a sync has re-applied the whole outbox (a backend reconnect).
+
+        The background loop starts that sync at once rather than at its next period.
+        """
         self.epoch += 1
         self._set_trust(0.0)
+        self._wake.set()
 
     def _set_trust(self, until: float) -> None:
         self.trusted_until = until
@@ -232,11 +238,14 @@ class CacheFence:
     async def _run(self) -> None:
         while not self._stopping:
             started = time.monotonic()
+            self._wake.clear()  # a revoke from now on (during the sync too) calls for the next sync at once
             with contextlib.suppress(asyncio.TimeoutError):
                 # A sync that hangs (a stalled backend or database) must not keep the next one from starting.
                 async with asyncio.timeout(max(self.bound - self.period, self.period)):
                     await self.sync()
-            await asyncio.sleep(max(0.0, self.period - (time.monotonic() - started)))
+            with contextlib.suppress(asyncio.TimeoutError):
+                async with asyncio.timeout(max(0.0, self.period - (time.monotonic() - started))):
+                    await self._wake.wait()
 
     async def close(self) -> None:
         """Stop syncing; the caches are no longer trusted."""

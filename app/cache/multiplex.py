@@ -313,6 +313,20 @@ class MultiplexedConnection:
         self._protocol = protocol
         return protocol
 
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (the next command does not open one)."""
+        return self._protocol is not None and self._protocol.error is None
+
+    def reset(self) -> None:
+        """Drop the open connection (pending callers get `ConnectionError`); the next command opens a new one.
+
+        A connect under way is left to finish: like any later one, it calls `on_connect` before its first reply.
+        """
+        if self._protocol is not None:
+            self._protocol.abort(ConnectionError("connection reset by the client"))
+            self._protocol = None
+
     async def close(self) -> None:
         """Close the connection; pending callers get `ConnectionError`. A later command reconnects."""
         if self._connecting is not None:

@@ -10,7 +10,7 @@ import time
 from itertools import compress
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from app.cache.backend import CacheBackendError
+from app.cache.backend import FENCE_WRITE, CacheBackendError, CacheBackendResetError
 from app.cache.codec import key_encoder_for
 from app.cache.dirty import DirtyKeys
 from app.cache.entry import EntryFormat
@@ -168,20 +168,33 @@ class CacheWrites(Generic[K, V]):
     async def _fence_keys(self, keys: Sequence[tuple[str, int]], *, tombstones: bool = False) -> None:
         """Drop `(backend key, version)` from the near cache; in the backend, replace older versions by markers.
 
+        With a consistency fence, a part that failed on connections the backend reset (`CacheBackendResetError`)
+        counts as applied: what they hold is read again only after a reconnect, which revokes the fence's trust.
+
         Raises:
             CacheBackendError: The backend did not take them.
         """
         self._invalidate_near([key for key, _ in keys])
         versioned = [(key, version) for key, version in keys if version and self.version_of is not None]
         unversioned = [key for key, version in keys if not version or self.version_of is None]
-        if versioned:
-            marker = self._format.marker
-            entries = [marker(key, version, present=not tombstones) for key, version in versioned]
-            # Compared as `version - 1`: a marker replaces only older versions, never the same version's value
-            # (the write-through's), which would cost one more load for nothing.
-            await self._backend.set_many_if_newer(entries, [version - 1 for _, version in versioned])
-        if unversioned:
-            await self._backend.delete_many(unversioned)
+        token = FENCE_WRITE.set(self._fence is not None)
+        try:
+            if versioned:
+                marker = self._format.marker
+                entries = [marker(key, version, present=not tombstones) for key, version in versioned]
+                # Compared as `version - 1`: a marker replaces only older versions, never the same version's value
+                # (the write-through's), which would cost one more load for nothing.
+                try:
+                    await self._backend.set_many_if_newer(entries, [version - 1 for _, version in versioned])
+                except CacheBackendResetError:
+                    self.stats.errors += 1
+            if unversioned:
+                try:
+                    await self._backend.delete_many(unversioned)
+                except CacheBackendResetError:
+                    self.stats.errors += 1
+        finally:
+            FENCE_WRITE.reset(token)
 
     async def apply_invalidations(self, items: Sequence[tuple[str, int, str]]) -> None:
         """Apply outbox rows `(key text, version, kind)` of this cache (`app.cache.fence`); idempotent.

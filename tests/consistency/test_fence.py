@@ -221,3 +221,22 @@ def test_without_a_bound_there_is_no_fence() -> None:
     assert CacheManager.from_config(CacheConfig(consistency_bound=0.0)).fence is None
     assert CacheManager.from_config(CacheConfig(consistency_bound=1.0, enabled=False)).fence is None
     assert CacheManager.from_config(CacheConfig(consistency_bound=1.0)).fence is not None
+
+
+async def test_a_revoke_wakes_the_background_sync_at_once() -> None:
+    """A reconnect (a promotion met) costs the caches one sync's time, not up to a whole period more."""
+    outbox = Outbox()
+    fence = CacheFence(bound=60.0, reader=outbox, period=30.0)
+    fenced_cache(MemoryBackend(), fence)
+    fence.start()
+    try:
+        while fence.syncs < 1:  # the loop's first sync runs at once
+            await asyncio.sleep(0.01)
+        fence.revoke()
+        assert not fence.trusted()
+        async with asyncio.timeout(1.0):  # the next period would start 30 s later
+            while not fence.trusted():
+                await asyncio.sleep(0.01)
+        assert fence.syncs == 2
+    finally:
+        await fence.close()

@@ -1,0 +1,68 @@
+"""A fence write that a live cluster master refuses: the sync counts it applied, and the master's old entry is never
+served, because its connection was reset and the reconnect revokes trust before any reply (docs/consistency.md §4b).
+
+The master refuses writes but not reads (`min-replicas-to-write` with its replica cut off): without the reset, the
+read after the sync would return the version the outbox row fences, over the old connection, while trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import redis
+
+from app.cache import CacheFence, CacheManager, CacheSpec
+from app.cache.cluster import ClusterBackend
+from app.cache.config import CacheConfig
+from tests.consistency.test_failover import _cut_off, replica_of, stopped  # noqa: F401 - a fixture
+from tests.consistency.test_fence import Outbox
+from tests.servers import RedisClusterServer, RedisServer
+
+
+class Row(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    version: int
+
+
+ROWS = CacheSpec(namespace="row", key_type=int, value_type=Row, version_of=lambda row: row.version)
+
+
+async def test_a_fence_write_refused_by_a_live_master_is_never_read_back_stale(
+    cluster_server: RedisClusterServer,
+    stopped: list[RedisServer],  # noqa: F811 - the fixture imported above
+) -> None:
+    manager = CacheManager.from_config(CacheConfig(url=cluster_server.url, cluster=True, consistency_bound=60.0))
+    try:
+        fence, cluster = manager.fence, manager.backend
+        while not isinstance(cluster, ClusterBackend):
+            cluster = cluster.inner  # type: ignore[attr-defined]
+        assert isinstance(fence, CacheFence)
+        outbox = Outbox()
+        fence.reader = outbox
+        cache = manager.cache(ROWS)
+        assert await fence.sync()
+        await cache.set(1, Row(name="old", version=1))
+        assert await cache.get(1) == Row(name="old", version=1)
+        master = await asyncio.to_thread(cluster_server.node_for, cache.key(1))
+        replica = await asyncio.to_thread(replica_of, cluster_server, master)
+        await asyncio.to_thread(_cut_off, replica, master, stopped)
+        with redis.Redis(port=master.port) as direct:
+            direct.config_set("min-replicas-to-write", 1)  # pyright: ignore[reportUnknownMemberType]
+            assert direct.get(cache.key(1)) is not None  # it still answers reads
+        epoch = fence.epoch
+        outbox.add(1, 2)  # a write of version 2, committed
+        assert await fence.sync()  # its marker failed on that master only, whose connection was reset
+        assert fence.trusted()
+        assert cache.stats.errors == 1
+        assert await cache.get(1) is None  # read over a new connection: trust revoked first, never version 1
+        assert fence.epoch == epoch + 1
+        assert not fence.trusted()
+        with redis.Redis(port=master.port) as direct:
+            direct.config_set("min-replicas-to-write", 0)  # pyright: ignore[reportUnknownMemberType]
+        assert await fence.sync()  # the replay lands the marker
+        assert await cache.get(1) is None
+        await cache.set(1, Row(name="new", version=2))
+        assert await cache.get(1) == Row(name="new", version=2)
+    finally:
+        await manager.close()
