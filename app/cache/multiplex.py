@@ -284,7 +284,15 @@ class MultiplexedConnection:
         if connecting is None or connecting.done():
             connecting = self._connecting = asyncio.ensure_future(self._open())
             connecting.add_done_callback(_retrieve_exception)
-        return await asyncio.shield(connecting)
+        try:
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if connecting.cancelled() and (task is None or not task.cancelling()):
+                # `close` abandoned the connect (e.g. a cluster map refresh dropped the node), not our caller:
+                # a connection error, which degrades like any other, not a cancellation of the request.
+                raise ConnectionError("connect abandoned: the connection was closed") from None
+            raise
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()

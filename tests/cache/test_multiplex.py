@@ -133,3 +133,21 @@ async def test_nothing_listening_is_a_connection_error() -> None:
         await connection.execute("PING")
     assert time.perf_counter() - started < 1.0  # refused at once, not timed out
     await connection.close()
+
+
+async def test_a_connect_abandoned_by_close_is_a_connection_error_for_its_callers(redis_server: RedisServer) -> None:
+    """A cluster map refresh closes a dropped node's connection while a read waits for it to connect: the read
+    must fail like any connection failure (and degrade), not be cancelled (a cancelled request, then a 500)."""
+    release = asyncio.Event()
+
+    async def resolve() -> tuple[str, int]:
+        await release.wait()
+        return "127.0.0.1", redis_server.port
+
+    connection = MultiplexedConnection("127.0.0.1", redis_server.port, timeout=5.0, resolve=resolve)
+    reading = asyncio.ensure_future(connection.execute("PING"))
+    await asyncio.sleep(0.05)  # the read waits for the connect
+    await connection.close()
+    with pytest.raises(ConnectionError):
+        await reading
+    assert not reading.cancelled()
