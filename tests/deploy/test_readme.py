@@ -28,7 +28,10 @@ def test_the_granian_factor_is_the_range_of_the_committed_benchmark_run() -> Non
     """Requests per second of each `*-granian` case over its uvicorn twin, at every concurrency in RESULTS.md."""
     req_per_s: dict[tuple[str, int], int] = {}
     for line in (ROOT / "bench" / "RESULTS.md").read_text(encoding="utf-8").splitlines():
-        if match := re.match(r"\|[^|]*`(?P<case>[\w-]+)` \| [^|]+ \| (?P<c>\d+) \| (?P<rps>[\d,]+) ", line):
+        # Case | Request | [users |] c | req/s: the users column came with the cases at scale.
+        if match := re.match(
+            r"\|[^|]*`(?P<case>[\w-]+)` \| [^|]+ \| (?:[\d,]+ \| )?(?P<c>\d+) \| (?P<rps>[\d,]+) ", line
+        ):
             req_per_s[match["case"], int(match["c"])] = int(match["rps"].replace(",", ""))
     factors = [
         rps / req_per_s[case.removesuffix("-granian"), c]
