@@ -7,6 +7,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -84,26 +85,29 @@ def _need_redis_server() -> None:
         pytest.fail(HOW_TO_PROVIDE_REDIS + " Cluster, Sentinel and TLS tests need the redis-server binary.")
 
 
-@pytest.fixture(scope="session")
-def redis_cluster_server() -> Iterator[RedisClusterServer]:
-    """A 6-node Redis Cluster shared by the run (tests that fail a node start their own)."""
+_Server = TypeVar("_Server", RedisClusterServer, SentinelServer)
+
+
+def _started(kind: type[_Server]) -> Iterator[_Server]:
+    """Start a server of `kind` from the local `redis-server` binary for a fixture, and close it after."""
     _need_redis_server()
-    server = RedisClusterServer().start()
+    server = kind().start()
     try:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_server() -> Iterator[RedisClusterServer]:
+    """A 6-node Redis Cluster shared by the run (tests that fail a node start their own)."""
+    yield from _started(RedisClusterServer)
 
 
 @pytest.fixture
 def cluster_server() -> Iterator[RedisClusterServer]:
     """A cluster of the test's own, which it may fail (fault injection)."""
-    _need_redis_server()
-    server = RedisClusterServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from _started(RedisClusterServer)
 
 
 @pytest.fixture
@@ -118,23 +122,13 @@ def redis_cluster_url(redis_cluster_server: RedisClusterServer) -> str:
 @pytest.fixture(scope="session")
 def redis_sentinel_server() -> Iterator[SentinelServer]:
     """A Sentinel setup (1 master, 1 replica, 3 sentinels) shared by the run (fault tests start their own)."""
-    _need_redis_server()
-    server = SentinelServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from _started(SentinelServer)
 
 
 @pytest.fixture
 def sentinel_server() -> Iterator[SentinelServer]:
     """A Sentinel setup of the test's own, whose master it may fail (fault injection)."""
-    _need_redis_server()
-    server = SentinelServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from _started(SentinelServer)
 
 
 @pytest.fixture
