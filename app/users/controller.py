@@ -11,6 +11,7 @@ from litestar.params import JSONBody, Parameter
 
 from app.di import Injected
 from app.errors import BadRequestError, problem_responses
+from app.responses import JsonResponse
 from app.users.models import (
     INT64_MAX,
     INT64_MIN,
@@ -146,9 +147,9 @@ class UserController(Controller):
         return UserPage(items=users, limit=limit, next=last, offset=start, next_offset=next_offset, total=count)
 
     @get("/{user_id:int}", operation_id="getUser", summary="Get a user by id", responses=problem_responses(400, 404))
-    async def get_user(self, user_id: UserIdParam, user_service: Injected[UserService]) -> User:
+    async def get_user(self, user_id: UserIdParam, user_service: Injected[UserService]) -> JsonResponse[User]:
         """Return one user, from the cache when it can."""
-        return await user_service.get(user_id)
+        return JsonResponse(await user_service.get(user_id))
 
     @get(
         "/uuid/{user_uuid:uuid}",
@@ -156,14 +157,16 @@ class UserController(Controller):
         summary="Get a user by UUID",
         responses=problem_responses(400, 404),
     )
-    async def get_user_by_uuid(self, user_uuid: UserUuidParam, user_service: Injected[UserService]) -> User:
+    async def get_user_by_uuid(
+        self, user_uuid: UserUuidParam, user_service: Injected[UserService]
+    ) -> JsonResponse[User]:
         """Return one user by UUID, from the cache when it can."""
-        return await user_service.get_by_uuid(user_uuid)
+        return JsonResponse(await user_service.get_by_uuid(user_uuid))
 
     @get("/batch", operation_id="getUsersBatch", summary="Get users by ids", responses=problem_responses(400))
-    async def get_batch(self, ids: IdList, user_service: Injected[UserService]) -> UserBatch:
+    async def get_batch(self, ids: IdList, user_service: Injected[UserService]) -> JsonResponse[UserBatch]:
         """Return the users among `ids` (one cache round trip, one query for the misses); unknown ids are listed."""
-        return await user_service.lookup(ids=parse_id_list(ids))
+        return JsonResponse(await user_service.lookup(ids=parse_id_list(ids)))
 
     @post(
         "/lookup",
