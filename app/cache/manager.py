@@ -182,7 +182,9 @@ class CacheManager:
                     cluster = ClusterBackend.from_url(config.url, timeout=config.timeout)
                     backend, client = cluster, cluster.client
                     if fence is not None:
-                        cluster.on_node_connect = lambda _address: fence.revoke()
+                        # Trust per master: a master's new connection withholds only its own keys' replies.
+                        cluster.on_node_connect = fence.withhold
+                        fence.locate = cluster.owner
                         fence.probe = cluster.open_connections
                 else:
                     redis = RedisBackend.from_url(config.url, sentinel_password=config.sentinel_password)

@@ -83,8 +83,9 @@ class Cache(CacheWrites[K, V]):
         stats = self.stats
         fence = self._fence
         epoch = 0
+        withheld: Mapping[str, int] = {}
         if fence is not None:
-            epoch = fence.epoch
+            epoch, withheld = fence.epoch, fence.withheld  # `withheld`: the masters not trusted yet (a cluster's)
             if fence.trusted_until <= _monotonic():
                 stats.misses += len(backend_keys)
                 return [MISS_RESULT] * len(backend_keys)
@@ -97,9 +98,12 @@ class Cache(CacheWrites[K, V]):
             stats.errors += 1
             stats.misses += len(backend_keys)
             return [MISS_RESULT] * len(backend_keys)
-        if fence is not None and fence.epoch != epoch:  # the read went over a new connection: nothing fenced yet
-            stats.misses += len(backend_keys)
-            return [MISS_RESULT] * len(backend_keys)
+        # A read over a new connection (or, on a cluster, a withheld master's) is a miss: nothing fenced yet.
+        if fence is not None and (withheld or fence.epoch != epoch):
+            raw = list(raw)
+            if not fence.screen(backend_keys, raw, withheld, epoch):  # misses are never kept near
+                stats.misses += len(backend_keys)
+                return [MISS_RESULT] * len(backend_keys)
         results, corrupt = self._format.unpack_many(backend_keys, raw)
         misses, absent, stale = tally(results)
         stats.misses += misses
