@@ -31,7 +31,7 @@ def _promoted_at(replica: RedisServer, done: threading.Event, timeout: float = 3
     deadline = time.monotonic() + timeout
     with redis.Redis(port=replica.port, socket_timeout=0.5) as client:
         while not done.is_set():
-            role = client.execute_command("ROLE")
+            role: list[object] = client.execute_command("ROLE")  # pyright: ignore[reportAssignmentType]
             now = time.monotonic()
             if role[0] in (b"master", "master"):
                 return now
