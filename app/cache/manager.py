@@ -155,8 +155,8 @@ class CacheManager:
         Without a URL the backend is the memory backend (a `NullBackend` when `enabled` is off); with one, Redis
         (imported only then) behind the circuit breaker and, with `coalesce`, request coalescing; with `near`,
         an invalidation bus on the same client. With `consistency_bound`, a `CacheFence` every cache obeys,
-        revoked whenever the Redis read connection reconnects; it has no outbox until the application sets its
-        `reader`.
+        revoked whenever the Redis read connection reconnects (on a cluster, withheld per master: only the keys of a
+        master whose connection opened); it has no outbox until the application sets its `reader`.
 
         Args:
             config: Where the cache lives and how it behaves.
