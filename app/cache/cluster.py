@@ -138,10 +138,10 @@ class _NodeBackend(CacheBackend):
 class ClusterBackend(CacheBackend):
     """A backend on a Redis Cluster (see the module docstring).
 
-    `on_node_connect` (the consistency fence's per-node hook) is called with a master's `host:port` whenever
-    its read connection opens (first use, or a reconnect after the connection dropped or was reset) and whenever
-    the slot map gives slots it did not have to a master whose connection is open (a resharding), before any
-    reply read over that connection or for those slots is handed out.
+    `on_node_connect` (the consistency fence's per-master hook, `CacheFence.withhold`) is called with a master's
+    `host:port` whenever its read connection opens (first use, or a reconnect after the connection dropped or was
+    reset) and whenever the slot map gives slots it did not have to a master (a promotion, a resharding), before
+    any reply read over that connection or for those slots is handed out; `owner` names a key's master.
     """
 
     __slots__ = (
@@ -313,12 +313,22 @@ class ClusterBackend(CacheBackend):
         self._slots = slots
         if self.on_node_connect is not None:
             for address in sorted(gained):
-                # A connection not open now announces itself when it opens, before its first reply: a promoted
-                # replica costs one announcement (one replay of the fence), not two.
-                if _connection(nodes[address]).connected:
-                    self.on_node_connect(address)
+                # Also a node whose connection is not open yet (it announces itself again when it opens): every
+                # change of a slot's owner is heard, so a lookup whose round trip saw none was routed by the map
+                # its replies are judged by (`owner`). The fence's probe opens that connection before its sync
+                # reads what to replay, so a promoted replica still costs one replay.
+                self.on_node_connect(address)
         for node in retired:
             await node.close()
+
+    def owner(self, key: str) -> str | None:
+        """The `host:port` of the master that owns `key` in the slot map last read (`None` before the first)."""
+        slots = self._slots
+        if slots is None:
+            return None
+        inner = slots[key_slot(key.encode())].inner
+        assert isinstance(inner, _NodeBackend)  # noqa: S101 - built by _node()
+        return inner.address
 
     def _node(self, master: ClusterNode) -> CircuitBreakerBackend:
         address = master.name

@@ -15,6 +15,10 @@ sync that started after `a` completed, and that sync applied the row. See `docs/
 The backend's connection epoch: a restart, a rollback to an older snapshot or a failover of Redis breaks the
 read connection. `revoke` (the read connection's reconnect hook) withdraws trust at once, and the first sync
 on a new connection re-applies every retained row, which fences whatever the new server remembers.
+
+On a Redis Cluster, trust is withdrawn per master instead: `withhold` (the cluster's per-master connect hook)
+puts one master's address in `withheld`, and lookups treat the replies of the keys it owns as misses until a
+sync that started after that connect has re-applied every retained row; the other masters' keys stay trusted.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from app.cache.near import NearCache
     from app.cache.typed import Cache
@@ -54,16 +58,18 @@ class OutboxReader(Protocol):
 class CacheFence:
     """Applies the outbox to the caches it guards, and tells them whether they may be trusted.
 
-    The hot path reads `trusted_until` (a `time.monotonic()` deadline) and `epoch`; nothing else.
+    The hot path reads `trusted_until` (a `time.monotonic()` deadline), `epoch` and `withheld`; nothing else.
     """
 
     __slots__ = (
         "_caches",
+        "_connects",
         "_cursor",
         "_last_prune",
         "_last_success",
         "_lock",
         "_near",
+        "_revoked_at",
         "_stopping",
         "_task",
         "_validated_epoch",
@@ -72,12 +78,14 @@ class CacheFence:
         "bound",
         "epoch",
         "failures",
+        "locate",
         "period",
         "probe",
         "reader",
         "retention",
         "syncs",
         "trusted_until",
+        "withheld",
     )
 
     def __init__(
@@ -113,8 +121,18 @@ class CacheFence:
         self.trusted_until = 0.0
         """`time.monotonic()` before which the caches may answer: the last good sync's start plus `bound`."""
         self.epoch = 0
-        """Counts `revoke` calls (backend reconnects); a sync only vouches for the epoch it started in."""
+        """Counts `revoke` and `withhold` calls (backend reconnects): a lookup whose round trip saw it change is a
+        miss."""
+        self.withheld: Mapping[str, int] = {}
+        """The masters whose replies are not trusted yet (`withhold`), each with the `epoch` of its last connect.
+        Replaced, never changed in place: a lookup keeps the one it read at its gate as a snapshot."""
+        self.locate: Callable[[str], str | None] | None = None
+        """The address of the master that owns a backend key (set with `withhold`'s hook, on a cluster)."""
         self.syncs = 0
+        self._revoked_at = 0
+        """`epoch` after the last `revoke`."""
+        self._connects: dict[str, int] = {}
+        """`epoch` after each master's last `withhold` (kept after its release: see `screen`)."""
         self.failures = 0
         self._validated_epoch = -1
         self._cursor = 0
@@ -146,8 +164,45 @@ class CacheFence:
         The background loop starts that sync at once rather than at its next period.
         """
         self.epoch += 1
+        self._revoked_at = self.epoch
         self._set_trust(0.0)
         self._wake.set()
+
+    def withhold(self, address: str) -> None:
+        """Stop trusting one master's replies until a sync that started after now has re-applied the outbox.
+
+        Its connection opened: perhaps a new server. The other masters' keys stay trusted. Without `locate` (no
+        way to tell a key's master) this is `revoke`. The background loop starts that sync at once.
+        """
+        if self.locate is None:
+            self.revoke()
+            return
+        self.epoch += 1
+        self.withheld = {**self.withheld, address: self.epoch}
+        self._connects[address] = self.epoch
+        self._wake.set()
+
+    def screen(self, keys: Sequence[str], replies: list[bytes | None], withheld: Mapping[str, int], epoch: int) -> bool:
+        """Make misses (`None`) of the `replies` to `keys` that may not be served; `False`: none may be.
+
+        For a lookup that read `epoch` and `withheld` at its gate, before its round trip. After a `revoke` since
+        the gate, none may be. Otherwise a reply may not be served when its key's master was withheld at the gate,
+        or connected (or gained the key's slot: the cluster announces that too) since: the reply may have come
+        over that new connection, and that master's replay may even have ended since. Each change of a slot's
+        owner is announced, so a key's master now is the one the lookup was routed to, or one announced since.
+        """
+        if self._revoked_at > epoch:
+            return False
+        locate = self.locate
+        if locate is None:
+            return not withheld
+        fresh = {address for address, at in self._connects.items() if at > epoch} if self.epoch != epoch else ()
+        for index, key in enumerate(keys):
+            if replies[index] is not None:
+                owner = locate(key)
+                if owner in withheld or owner in fresh:
+                    replies[index] = None
+        return True
 
     def _set_trust(self, until: float) -> None:
         self.trusted_until = until
@@ -175,8 +230,11 @@ class CacheFence:
         try:
             if self.probe is not None:
                 await self.probe()
-            epoch = self.epoch
-            replay = epoch != self._validated_epoch or started - self._last_success > self.retention / 2
+            epoch = self._revoked_at
+            withheld = self.withheld
+            replay = (
+                epoch != self._validated_epoch or bool(withheld) or started - self._last_success > self.retention / 2
+            )
             cursor = 0 if replay else self._cursor
             while True:
                 rows = await reader.read_after(cursor, self.batch)
@@ -189,14 +247,18 @@ class CacheFence:
             return self._failed(exc)
         self._cursor = max(cursor, self._cursor) if not replay else cursor
         self.syncs += 1
-        if self.epoch == epoch:
+        if withheld:  # each master connected before this sync started, and not again since, is fenced now
+            self.withheld = {
+                address: connect for address, connect in self.withheld.items() if withheld.get(address) != connect
+            }
+        if self._revoked_at == epoch:
             if self._validated_epoch != epoch and self.failures:
                 logger.info("cache fence: caught up (epoch %d); caches trusted again", epoch)
             self._validated_epoch = epoch
             self._last_success = started
             self._set_trust(started + self.bound)
         await self._maybe_prune(reader, started)
-        return self.epoch == epoch
+        return self._revoked_at == epoch
 
     def _failed(self, exc: BaseException) -> bool:
         self.failures += 1

@@ -155,8 +155,8 @@ class CacheManager:
         Without a URL the backend is the memory backend (a `NullBackend` when `enabled` is off); with one, Redis
         (imported only then) behind the circuit breaker and, with `coalesce`, request coalescing; with `near`,
         an invalidation bus on the same client. With `consistency_bound`, a `CacheFence` every cache obeys,
-        revoked whenever the Redis read connection reconnects; it has no outbox until the application sets its
-        `reader`.
+        revoked whenever the Redis read connection reconnects (on a cluster, withheld per master: only the keys of a
+        master whose connection opened); it has no outbox until the application sets its `reader`.
 
         Args:
             config: Where the cache lives and how it behaves.
@@ -182,7 +182,9 @@ class CacheManager:
                     cluster = ClusterBackend.from_url(config.url, timeout=config.timeout)
                     backend, client = cluster, cluster.client
                     if fence is not None:
-                        cluster.on_node_connect = lambda _address: fence.revoke()
+                        # Trust per master: a master's new connection withholds only its own keys' replies.
+                        cluster.on_node_connect = fence.withhold
+                        fence.locate = cluster.owner
                         fence.probe = cluster.open_connections
                 else:
                     redis = RedisBackend.from_url(config.url, sentinel_password=config.sentinel_password)

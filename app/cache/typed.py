@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from app.cache.backend import CacheBackendError
@@ -31,6 +32,7 @@ _Loader: TypeAlias = "Callable[[Any], Awaitable[Any]]"
 """A loader of one key (`get_or_load`) or of a list of keys (`get_many_or_load`)."""
 _HIT, _MISS, _ABSENT = Status.HIT, Status.MISS, Status.ABSENT
 _monotonic = time.monotonic
+_NONE_WITHHELD: Mapping[str, int] = MappingProxyType({})
 
 
 class Cache(CacheWrites[K, V]):
@@ -83,8 +85,10 @@ class Cache(CacheWrites[K, V]):
         stats = self.stats
         fence = self._fence
         epoch = 0
+        withheld = _NONE_WITHHELD
         if fence is not None:
             epoch = fence.epoch
+            withheld = fence.withheld  # the masters not trusted yet (a cluster's, `CacheFence.withhold`)
             if fence.trusted_until <= _monotonic():
                 stats.misses += len(backend_keys)
                 return [MISS_RESULT] * len(backend_keys)
@@ -97,9 +101,12 @@ class Cache(CacheWrites[K, V]):
             stats.errors += 1
             stats.misses += len(backend_keys)
             return [MISS_RESULT] * len(backend_keys)
-        if fence is not None and fence.epoch != epoch:  # the read went over a new connection: nothing fenced yet
-            stats.misses += len(backend_keys)
-            return [MISS_RESULT] * len(backend_keys)
+        # A read over a new connection (or, on a cluster, a withheld master's) is a miss: nothing fenced yet.
+        if fence is not None and (withheld or fence.epoch != epoch):
+            raw = list(raw)
+            if not fence.screen(backend_keys, raw, withheld, epoch):  # misses are never kept near
+                stats.misses += len(backend_keys)
+                return [MISS_RESULT] * len(backend_keys)
         results, corrupt = self._format.unpack_many(backend_keys, raw)
         misses, absent, stale = tally(results)
         stats.misses += misses

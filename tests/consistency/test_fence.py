@@ -240,3 +240,81 @@ async def test_a_revoke_wakes_the_background_sync_at_once() -> None:
         assert fence.syncs == 2
     finally:
         await fence.close()
+
+
+class _Straddled(WrappingBackend):
+    """A backend whose next read sees a master connect during its round trip."""
+
+    def __init__(self, inner: CacheBackend) -> None:
+        super().__init__(inner)
+        self.connect: str | None = None
+        self.replay = False
+        self.fence: CacheFence | None = None
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        values = await self.inner.get_many(keys)
+        if self.connect is not None and self.fence is not None:
+            self.fence.withhold(self.connect)
+            self.connect = None
+            if self.replay:  # and the replay after that connect ends before the reply is handed out
+                self.replay = False
+                assert await self.fence.sync()
+        return values
+
+
+async def test_a_withheld_master_costs_only_its_own_keys_until_a_replay_after_its_connect() -> None:
+    """Trust per master (a cluster's `withhold`): the other masters' keys keep hitting, near ones too."""
+    outbox = Outbox()
+    fence = CacheFence(bound=60.0, reader=outbox)
+    near = NearCache(ttl=60.0)
+    near.enabled = True
+    backend = _Straddled(MemoryBackend())
+    backend.fence = fence
+    cache = fenced_cache(backend, fence, near)
+    fence.locate = lambda key: "a" if key == cache.key(1) else "b"
+    one, two = Row(name="one", version=1), Row(name="two", version=1)
+    assert await fence.sync()
+    await cache.set_many({1: one, 2: two})
+    fence.withhold("a")  # master a's connection opened: perhaps a new server
+    assert fence.trusted()
+    assert await cache.get_many([1, 2]) == {2: two}  # a batch spanning masters: only a's reply is a miss
+    assert near.get(cache.key(1)) is None  # ...and is not kept near
+    assert near.get(cache.key(2)) == two
+    assert await cache.get(1) is None
+
+    read_after = outbox.read_after
+
+    async def read_and_reconnect(after_id: int, limit: int) -> Sequence[Invalidation]:
+        fence.withhold("a")  # a again, after this sync started: it does not vouch for that connection
+        return await read_after(after_id, limit)
+
+    outbox.read_after = read_and_reconnect  # type: ignore[method-assign]
+    assert await fence.sync()  # global trust is extended...
+    assert set(fence.withheld) == {"a"}  # ...but a stays withheld
+    outbox.read_after = read_after  # type: ignore[method-assign]
+    assert await fence.sync()
+    assert fence.withheld == {}
+    assert await cache.get(1) == one
+
+    near.clear()
+    backend.connect = "b"  # b connects while a lookup's round trip is under way: b's reply is a miss
+    assert await cache.get_many([1, 2]) == {1: one}
+    assert near.get(cache.key(1)) == one
+    assert near.get(cache.key(2)) is None
+    assert await cache.get(2) is None  # b is withheld now
+    backend.connect, backend.replay = "b", True  # b connects again, and its replay ends, during a round trip
+    assert await cache.get(2) is None  # not served: it may have come over the new connection, before the replay
+    assert fence.withheld == {}
+    assert await cache.get_many([1, 2]) == {1: one, 2: two}
+
+    fence.revoke()  # a revoke (standalone, Sentinel) is still the whole cache's
+    assert await cache.get_many([1, 2]) == {}  # near entries too
+    assert fence.withheld == {}
+
+
+async def test_withhold_without_a_locator_is_a_revoke() -> None:
+    fence = CacheFence(bound=60.0, reader=Outbox())
+    assert await fence.sync()
+    fence.withhold("a")
+    assert not fence.trusted()
+    assert fence.withheld == {}

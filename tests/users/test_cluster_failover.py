@@ -125,27 +125,28 @@ async def test_a_master_killed_under_load_costs_only_its_keys(
         (start, *reads.ratio(healthy, start, start + WINDOW))
         for start in (killed + WINDOW * i for i in range(int((ended - killed) / WINDOW)))
     ]
-    # The promotion revokes the one trust of all masters until the fence has replayed the outbox onto the new
-    # master (docs/consistency.md, §4b): the only misses on healthy keys are that one short burst.
+    # Trust is per master (docs/consistency.md, §4b): the promoted replica's replies are withheld until the fence
+    # has replayed the outbox onto it, and the healthy masters' keys keep hitting meanwhile, in every window.
     burst = [at for at, key, hit in reads.log if key in healthy and not hit and at >= killed]
-    first, last = (min(burst), max(burst)) if burst else (ended, ended)
     resumed = reads.first_hit(with_victim, promoted)
     slots = sorted({key_slot(key.encode()) for key in with_victim})
+    around = reads.ratio(healthy, promoted - WINDOW / 2, promoted + WINDOW / 2)
     print(
         f"\ncluster, {CLIENTS} clients, master SIGKILLed ({len(with_victim)} of {USERS} users, slots {slots}): "
         f"{len(statuses)} requests, promotion {promoted - killed:.2f} s after the kill, hits on its slots again "
         f"{(resumed - promoted) * 1000 if resumed else float('nan'):.0f} ms after; {len(patched)} PATCHes; healthy "
-        f"keys missed {len(burst)} times, from {first - promoted:+.3f} s to {last - promoted:+.3f} s of the promotion;"
-        f" healthy hit ratio per {WINDOW} s window: "
+        f"keys missed {len(burst)} times"
+        + (f", from {min(burst) - promoted:+.3f} s to {max(burst) - promoted:+.3f} s of the promotion" if burst else "")
+        + ";"
+        f" healthy hit ratio in the {WINDOW} s window centred on the promotion {around[1]:.1%} ({around[0]});"
+        f" per {WINDOW} s window: "
         + ", ".join(f"{start - killed:.1f}s {ratio:.0%} ({n})" for start, n, ratio in windows)
     )
     assert {status for status in statuses if not 200 <= status < 300} == set()
     assert any(killed < at < promoted for at in patched), "no PATCH while the master was down"
-    assert last - first < 0.2, (first - promoted, last - promoted)
     measured = [ratio for _, n, ratio in windows if n]  # a loaded machine may starve a window of requests
     assert len(measured) >= len(windows) * 2 / 3, windows
-    steady = [ratio for start, n, ratio in windows if n and not (start < last and start + WINDOW > first)]
-    assert len(steady) >= len(measured) - 2, windows
-    assert min(steady) >= 0.9, windows
+    assert min(measured) >= 0.9, windows  # the windows the promotion falls in included
+    assert around[1] >= 0.9, around
     assert resumed is not None, "no hit on the failed master's slots after the promotion"
     assert resumed - promoted < 2.0
