@@ -1,10 +1,10 @@
-"""The compact entry layout (`entry-4`) and key encoding: sizes, round trips, the compare-and-set that reads them."""
+"""The compact entry layout (`entry-5`) and key encoding: sizes, round trips, the compare-and-set that reads them."""
 
 from __future__ import annotations
 
 import base64
 import string
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID, uuid4
 
 import msgspec
@@ -43,12 +43,37 @@ def test_the_header_is_eleven_bytes_with_the_version_at_bytes_2_to_9() -> None:
     assert stored_version(soft) == 7
 
 
-def test_an_entry_is_the_header_then_the_value() -> None:
+def test_an_entry_is_the_header_then_the_value_as_the_array_of_its_fields() -> None:
     user = synthetic_users(1)[0]
     entry_format = EntryFormat(type(user), CachePolicy(jitter=0))
     entry = entry_format.pack("k", user, user.version, 60)
-    assert entry.value == entry_header(user.version, 0, present=True) + msgspec.msgpack.encode(user)
-    assert len(entry.value) == HEADER_SIZE + len(msgspec.msgpack.encode(user))
+    row = msgspec.msgpack.encode(msgspec.structs.astuple(user))
+    assert entry.value == entry_header(user.version, 0, present=True) + row
+    assert len(entry.value) == HEADER_SIZE + len(row)
+    assert len(msgspec.msgpack.encode(user)) - len(row) == 65  # the field names a map would repeat
+    scalar = EntryFormat(int, CachePolicy(jitter=0)).pack("k", 12345, 1, 60)
+    assert scalar.value == entry_header(1, 0, present=True) + msgspec.msgpack.encode(12345)
+
+
+class _Point(msgspec.Struct, frozen=True):
+    x: Annotated[int, msgspec.Meta(ge=0)]
+    y: int = 0
+
+
+class _Point3(_Point, frozen=True):
+    z: int = 0
+
+
+def test_a_positional_entry_is_checked_against_the_struct_s_constraints_and_leaves_out_a_subclass_s_fields() -> None:
+    entry_format = EntryFormat(_Point, CachePolicy(jitter=0))
+    for value in (_Point(1, 2), _Point3(1, 2, 3)):
+        assert entry_format.unpack("k", entry_format.pack("k", value, 1, 60).value, NOW) == (Status.HIT, _Point(1, 2))
+    negative = entry_header(1, 0, present=True) + msgspec.msgpack.encode((-1, 2))
+    with pytest.raises(msgspec.ValidationError):
+        entry_format.unpack("k", negative, NOW)
+    as_map = entry_header(1, 0, present=True) + msgspec.msgpack.encode(_Point(1, 2))  # an `entry-4` value
+    with pytest.raises(msgspec.ValidationError):
+        entry_format.unpack("k", as_map, NOW)
 
 
 @pytest.mark.parametrize("soft", [False, True])
