@@ -4,10 +4,9 @@ Built so a large one does not pause the event loop: each entry is one msgspec St
 does not track (`gc=False`), in one dictionary, so 100,000 entries add no tracked object of their own; the
 `UUID`s a value holds (a Python object the collector tracks) are kept as their 18 msgpack bytes and rebuilt on
 a hit (`_freeze`, `NearCache.get`), so a cache of `gc=False` Structs such as `User` leaves the collector
-nothing to walk;
-a frequency sketch in a `bytearray` admits keys that come back; and entries stay until an invalidation, an
-eviction or their lifetime ends, not a short fixed TTL that would re-create every entry (and its garbage) every
-few seconds.
+nothing to walk; a frequency sketch in a `bytearray` admits keys that come back; and entries stay until an
+invalidation, an eviction or their lifetime ends, not a short fixed TTL that would re-create every entry (and
+its garbage) every few seconds.
 """
 
 from __future__ import annotations
