@@ -299,6 +299,7 @@ def test_a_hit_returns_an_equal_value_with_real_uuids(clock: Clock) -> None:
     near.put("uuid", user.uuid, near.epoch)
     near.put("no-uuid", ("a", 1), near.epoch)
     hit = near.get("user")
+    assert isinstance(hit, User)
     assert hit == user
     assert hit is not user  # a fresh copy
     assert type(hit.uuid) is UUID
