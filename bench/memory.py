@@ -4,7 +4,11 @@
 is flushed). Each case starts from an empty database and writes every user once:
 
 - `baseline`: the hand-written baseline's one key per user (`bench.apps.baseline`: a msgpack `User`, no TTL);
-- `by-id entry`: the library's entry of `USER_BY_ID` (`Cache.set_many`);
+- `baseline+EX`: the same key with a TTL (`SET ... EX`), for reference: Redis keeps every TTL in a second table,
+  ~50 bytes a key (the library's entries all have one; the target compares with `baseline`);
+- `by-id entry`: the library's entry of `USER_BY_ID` (`Cache.set_many`) under the service's default settings
+  (the lifetimes of `Settings` without environment: its soft TTL adds 8 bytes to each entry's header; the key
+  prefix is the default `cache`);
 - `batch path`: what `POST /users/lookup` by id caches for a user it loads (`UserService.lookup`, 100 ids a call);
 - `uuid path`: what a lookup by UUID caches (`UserService.lookup` by UUID).
 
@@ -22,6 +26,7 @@ from redis.asyncio import Redis
 
 from app.cache import CacheManager
 from app.cache.config import CacheConfig
+from app.config import Settings
 from app.users.caches import UserCaches
 from app.users.service import UserService
 from bench.fixtures import synthetic_users
@@ -71,7 +76,10 @@ async def measure(url: str, users: int = USERS) -> dict[str, float]:
     """Bytes of `used_memory` per user for each case, every case from an empty database (flushes `url`)."""
     rows = synthetic_users(users)
     client = Redis.from_url(url)
-    manager = CacheManager.from_config(CacheConfig(url=url, timeout=5.0))
+    # The service's lifetimes (its soft TTL makes each entry's header 8 bytes longer), without its consistency
+    # fence: with no outbox to sync from, the fence would never trust the cache and nothing would be written.
+    policy = Settings.from_env({}, env_file=None).cache_policy
+    manager = CacheManager.from_config(CacheConfig(url=url, timeout=5.0, policy=policy))
     caches = UserCaches.of(manager)
     service = UserService(
         repository=cast("UserRepository", _Rows(rows)),
@@ -84,6 +92,13 @@ async def measure(url: str, users: int = USERS) -> dict[str, float]:
     async def baseline() -> None:
         for batch in batches:
             await client.mset({f"{BASELINE_PREFIX}{user.id}": encode(user) for user in batch})
+
+    async def baseline_ex() -> None:
+        for batch in batches:
+            async with client.pipeline(transaction=False) as pipe:
+                for user in batch:
+                    pipe.set(f"{BASELINE_PREFIX}{user.id}", encode(user), ex=3600)
+                await pipe.execute()  # pyright: ignore[reportUnknownMemberType]
 
     async def by_id() -> None:
         for batch in batches:
@@ -98,7 +113,13 @@ async def measure(url: str, users: int = USERS) -> dict[str, float]:
             await service.lookup(uuids=[user.uuid for user in batch])
 
     try:
-        cases = {"baseline": baseline, "by-id entry": by_id, "batch path": batch_path, "uuid path": uuid_path}
+        cases = {
+            "baseline": baseline,
+            "baseline+EX": baseline_ex,
+            "by-id entry": by_id,
+            "batch path": batch_path,
+            "uuid path": uuid_path,
+        }
         return {name: await _growth(client, write) / users for name, write in cases.items()}
     finally:
         await client.flushall()

@@ -1,4 +1,4 @@
-"""What 100,000 near-cache entries cost the garbage collector: tracked objects and the time of a full collection.
+"""What 100,000 near-cache entries cost the garbage collector (tracked objects, a full collection), and a hit.
 
 Like the service, it freezes what exists at start-up (`gc.freeze`), then fills a near cache with users decoded
 afterwards, the way `Cache` stores them. Run it on this checkout, or on another one to compare (the script
@@ -21,6 +21,8 @@ from app.users.models import User
 from bench.fixtures import synthetic_users
 
 ENTRIES = 100_000
+HITS = 100_000
+HIT_ROUNDS = 9
 
 
 def main() -> None:
@@ -45,6 +47,17 @@ def main() -> None:
         f"{len(near)} entries: {tracked} tracked objects besides the frozen ones;"
         f" full collection {statistics.median(times):.1f} ms (median of 5, min {min(times):.1f})"
     )
+    key = f"cache:user:0123abcd:{ENTRIES // 2}"
+    get = near.get
+    best = float("inf")
+    gc.disable()
+    for _ in range(HIT_ROUNDS):
+        started = time.perf_counter()
+        for _ in range(HITS):
+            get(key)
+        best = min(best, (time.perf_counter() - started) / HITS)
+    gc.enable()
+    print(f"a hit (NearCache.get of a user): {best * 1e9:.0f} ns (min of {HIT_ROUNDS} rounds of {HITS:,})")
 
 
 if __name__ == "__main__":

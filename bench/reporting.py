@@ -175,6 +175,15 @@ def _redis_bytes(scale: ScaleResults | None) -> Target:
     return Target(name, f"{scale.memory.batch_bytes:,.0f} bytes", scale.memory.batch_bytes <= 450)
 
 
+def _by_id_bytes(scale: ScaleResults | None) -> Target:
+    name = "Redis memory of a by-id entry (`GET /users/{id}` path) <= 1.2x the baseline's key, same users"
+    if scale is None or scale.memory is None:
+        return Target(name, "-", None)
+    m = scale.memory
+    ratio = m.by_id_bytes / m.baseline_bytes
+    return Target(name, f"{ratio:.2f}x ({m.by_id_bytes:,.0f} / {m.baseline_bytes:,.0f} bytes)", ratio <= 1.2)
+
+
 def evaluate_targets(
     results: dict[tuple[str, int], CaseResult],
     lib_rows: Sequence[LibRow],
@@ -191,6 +200,7 @@ def evaluate_targets(
         _pages_vs_by_id(results),
         *_near_never_slower(results),
         _redis_bytes(scale),
+        _by_id_bytes(scale),
     ]
 
 
@@ -211,6 +221,7 @@ def scale_section(scale: ScaleResults) -> list[str]:
             f"| Redis `used_memory` growth, `GET /users/{{id}}` path | {m.by_id_bytes:,.0f} | {m.by_id_keys:.2f} |",
             f"| Redis `used_memory` growth, `GET /users/batch` path | {m.batch_bytes:,.0f} | {m.batch_keys:.2f} |",
             f"| Redis, the hand-written baseline's key (`SET` of the msgpack user) | {m.baseline_bytes:,.0f} | 1.00 |",
+            f"| Redis, the same key with a TTL (`SET ... EX`, for reference) | {m.baseline_ex_bytes:,.0f} | 1.00 |",
             f"| Near cache, Python heap per entry (tracemalloc) | {near} | |",
         ]
     return lines

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
 import re
 import signal
 import subprocess
@@ -58,8 +57,10 @@ __all__ = (
     "start_postgres",
 )
 
-MEMORY_USERS = 5_000
-"""Users cached for each memory measurement (ids above every id the cold start could have cached twice)."""
+MEMORY_USERS = 20_000
+"""Users cached for each memory measurement (the last ones). Not fewer: Redis's fixed costs (client buffers, the
+scripts) come to ~135 KB, 27 bytes a user over 5,000 users, which made the `GET /users/{id}` path look dearer than
+the batch path."""
 NEAR_ENTRIES = 10_000
 """Entries put in the near cache for its bytes per entry."""
 
@@ -102,6 +103,8 @@ class Memory:
     batch_bytes: float
     batch_keys: float
     baseline_bytes: float
+    baseline_ex_bytes: float
+    """The baseline's key written with a TTL (`SET ... EX`): Redis keeps each TTL in a second table."""
     near_bytes: float | None
 
 
@@ -140,20 +143,19 @@ def _get(conn: http.client.HTTPConnection, path: str) -> bytes:
     return body
 
 
-def _each(base_url: str, paths: list[str], workers: int = 4) -> None:
-    """GET every path over `workers` keep-alive connections."""
+def _each(base_url: str, paths: list[str], workers: int = 4) -> list[bytes]:
+    """GET every path over `workers` keep-alive connections; the bodies (in no particular order)."""
     host, _, port = base_url.removeprefix("http://").partition(":")
 
-    def run(chunk: list[str]) -> None:
+    def run(chunk: list[str]) -> list[bytes]:
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
         try:
-            for path in chunk:
-                _get(conn, path)
+            return [_get(conn, path) for path in chunk]
         finally:
             conn.close()
 
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(run, [paths[n::workers] for n in range(workers)]))
+        return [body for bodies in pool.map(run, [paths[n::workers] for n in range(workers)]) for body in bodies]
 
 
 def _batches(first: int, count: int) -> list[str]:
@@ -184,7 +186,9 @@ def _one_shot_server(workdir: Path, redis_url: str, postgres_url: str) -> HttpSe
         "REDIS_URL": _db1(redis_url),
         "CACHE_NEAR_ENABLED": "false",
         "CACHE_TTL_SECONDS": "3600",
-        "CACHE_PREFIX": f"bench-cold-{os.getpid()}",
+        # The default prefix: the memory case measures the keys a deployment writes (a longer prefix would cost
+        # ~8 bytes a key more; the server's cache is alone in database 1 of the benchmark's own Redis).
+        "CACHE_PREFIX": "cache",
     }
     spec = ServerSpec("svc-pg-cold", [sys.executable, "-m", "app"], env)
     (workdir / spec.name).mkdir(parents=True, exist_ok=True)
@@ -263,20 +267,33 @@ def _redis_growth(client: redis.Redis, fill: Callable[[], object], users: int) -
 def measure_memory(server: HttpServer, redis_url: str) -> Memory:
     """Bytes per user in Redis through each read path, the baseline's key, and the near cache's entry."""
     first = SCALE_USERS - MEMORY_USERS + 1
-    from bench.fixtures import synthetic_users  # noqa: PLC0415 - the service's User, only here
+    from app.users.models import UserBatch  # noqa: PLC0415 - the service's models, only here
 
     with redis.Redis.from_url(_db1(redis_url)) as client:
         by_id = _redis_growth(
             client, lambda: _each(server.base_url, [f"/users/{n}" for n in range(first, SCALE_USERS + 1)]), MEMORY_USERS
         )
-        batch = _redis_growth(client, lambda: _each(server.base_url, _batches(first, MEMORY_USERS)), MEMORY_USERS)
-        encoder = msgspec.msgpack.Encoder()
-        users = synthetic_users(MEMORY_USERS)
-        baseline = _redis_growth(
-            client,
-            lambda: client.mset({f"bench-baseline:user:{u.id}": encoder.encode(u) for u in users}),
-            MEMORY_USERS,
+        bodies: list[bytes] = []
+        batch = _redis_growth(
+            client, lambda: bodies.extend(_each(server.base_url, _batches(first, MEMORY_USERS))), MEMORY_USERS
         )
+        # The baseline caches the same users (the rows in PostgreSQL, as the service returned them): their sizes
+        # decide the allocator's size class of each value, so other users would not compare like with like.
+        decode = msgspec.json.Decoder(UserBatch).decode
+        values = {
+            f"bench-baseline:user:{user.id}": msgspec.msgpack.encode(user)
+            for body in bodies
+            for user in decode(body).users
+        }
+        baseline = _redis_growth(client, lambda: client.mset(values), MEMORY_USERS)
+
+        def with_ttl() -> None:
+            with client.pipeline(transaction=False) as pipe:
+                for key, value in values.items():
+                    pipe.set(key, value, ex=3600)
+                pipe.execute()
+
+        baseline_ex = _redis_growth(client, with_ttl, MEMORY_USERS)
         client.flushdb()
     result = subprocess.run(
         [sys.executable, "-m", "bench.scale", "near-memory", _db1(redis_url)],
@@ -290,7 +307,7 @@ def measure_memory(server: HttpServer, redis_url: str) -> Memory:
     near = json.loads(result.stdout)["bytes_per_entry"] if result.returncode == 0 else None
     if near is None:
         log(f"memory: the near cache measurement failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
-    return Memory(by_id[0], by_id[1], batch[0], batch[1], baseline[0], near)
+    return Memory(by_id[0], by_id[1], batch[0], batch[1], baseline[0], baseline_ex[0], near)
 
 
 def run_one_shots(

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 
 async def test_a_user_cached_through_the_batch_path_costs_at_most_450_bytes(redis_server: RedisServer) -> None:
     figures = await measure(redis_server.url, 5_000)
-    assert set(figures) == {"baseline", "by-id entry", "batch path", "uuid path"}
+    assert set(figures) == {"baseline", "baseline+EX", "by-id entry", "batch path", "uuid path"}
     # 5,000 users: the hash tables' fixed share weighs more than at 100,000 (README figures), hence the margin.
     assert figures["batch path"] <= 450
     assert figures["batch path"] <= figures["by-id entry"] * 1.05  # nothing but the by-id entry
-    assert figures["by-id entry"] <= figures["baseline"] * 1.3
+    assert figures["by-id entry"] <= figures["baseline"] * 1.2

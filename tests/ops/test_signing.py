@@ -24,6 +24,11 @@ ADA_UUID = UUID("550e8400-e29b-41d4-a716-446655440001")
 GRACE_UUID = UUID("550e8400-e29b-41d4-a716-446655440002")
 
 
+def stored(user: User) -> bytes:
+    """A user's value as an entry holds it (layout `entry-5`: the array of its fields)."""
+    return msgspec.msgpack.encode(msgspec.structs.astuple(user))
+
+
 def signed_app(redis_url: str, sqlite_path: str, key: str | None) -> Litestar:
     return create_app(
         Settings(
@@ -53,14 +58,14 @@ async def test_forged_entries_are_rejected(
         # A forged user.
         mallory = msgspec.structs.replace(ada, first_name="Mallory")
         key = user_caches.by_id.key(1)
-        entry = entry_header(ada.version, 0, present=True) + msgspec.msgpack.encode(mallory)
+        entry = entry_header(ada.version, 0, present=True) + stored(mallory)
         redis_client.set(key, forgeries(key, entry)[forgery])
         assert (await client.get("/users/1")).json()["first_name"] == "Ada"
         assert redis_client.get(key) != forgeries(key, entry)[forgery]  # deleted, then refilled genuinely
 
         # A version no write can beat: the compare-and-set refuses the PATCH's write, but no read serves it.
         key = user_caches.by_id.key(2)
-        entry = entry_header(2**52, 0, present=True) + msgspec.msgpack.encode(msgspec.structs.replace(ada, id=2))
+        entry = entry_header(2**52, 0, present=True) + stored(msgspec.structs.replace(ada, id=2))
         redis_client.set(key, forgeries(key, entry)[forgery])
         assert (await client.patch("/users/2", json={"first_name": "Patched"})).status_code == 200
         assert (await client.get("/users/2")).json()["first_name"] == "Patched"
@@ -106,7 +111,7 @@ async def test_unsigned_caches_are_what_an_attacker_controls(
         ada = msgspec.convert((await client.get("/users/1")).json(), User)
         key = caches(app).by_id.key(1)
         mallory = msgspec.structs.replace(ada, first_name="Mallory")
-        redis_client.set(key, entry_header(ada.version, 0, present=True) + msgspec.msgpack.encode(mallory))
+        redis_client.set(key, entry_header(ada.version, 0, present=True) + stored(mallory))
         assert (await client.get("/users/1")).json()["first_name"] == "Mallory"
 
 
