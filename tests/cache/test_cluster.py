@@ -148,8 +148,12 @@ async def test_any_connection_error_becomes_a_backend_error(
     async def broken(*_args: object, **_kwargs: object) -> None:
         raise AttributeError("'NoneType' object has no attribute 'writelines'")
 
+    def broken_now(*_args: object, **_kwargs: object) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'write'")
+
     class Broken:
         pipeline = staticmethod(broken)
+        submit = staticmethod(broken_now)  # reads send without waiting, then wait for every master at once
 
         async def close(self) -> None:
             pass
