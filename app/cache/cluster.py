@@ -4,7 +4,9 @@ redis-py's cluster client checks a pooled connection out per node for every call
 costs about as much again in bookkeeping (0.6x the standalone service, issue 14). Here each master has one
 `MultiplexedConnection` that every caller shares; a batch of keys is split by the slot map into one pipelined
 write per master (MGET cannot span slots on a cluster, and cache keys rarely share one, so a master gets one
-GET per key, all in one write), and the masters are asked concurrently.
+GET per key, all in one write), and the masters are asked concurrently. A read is written to every master before
+any reply is awaited, then its caller waits for all of them under one deadline, in its own task: no task or timer
+per master, and one future for each master's replies (not one per key). Writes, rarer, run one task per master.
 
 A failure costs only its master's keys. Each master sits behind its own `CircuitBreakerBackend`: a read whose
 master fails (or whose breaker is open, which fails at once) is a miss for that master's keys only, and the
