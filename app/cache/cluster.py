@@ -371,9 +371,11 @@ class ClusterBackend(CacheBackend):
         """The `positions` in `keys` of each master's keys."""
         groups: dict[CircuitBreakerBackend, list[int]] = {}
         for index in positions:
-            raw = keys[index].encode()
-            # redis-py's `key_slot` inline for a key without a hash tag (most keys): a Python call less per key
-            node = slots[crc_hqx(raw, 0) & _SLOT_MASK if b"{" not in raw else key_slot(raw)]
+            key = keys[index]
+            raw = key.encode()
+            # redis-py's `key_slot` inline for a key without a hash tag (most keys): a Python call less per key. (The
+            # test is on the str: `b"{" in raw` first tries b"{" as an int, and raises and clears a TypeError.)
+            node = slots[crc_hqx(raw, 0) & _SLOT_MASK if "{" not in key else key_slot(raw)]
             group = groups.get(node)
             if group is None:
                 groups[node] = [index]
