@@ -425,7 +425,8 @@ class ClusterBackend(CacheBackend):
 
         One deadline (`wait_within`, the breakers' timeout) for every master instead of one task and one timer
         each: a batch costs one timer, and one future per master. Each master's breaker admits its part (an open
-        one fails it at once) and counts its outcome, a master still silent at the deadline as a timeout.
+        one fails it at once) and counts its outcome, a master still silent at the deadline as a timeout. Each
+        master's call is timed to the end of the wait (the `get` histogram sees the slowest master's time for each).
         """
         results: list[BaseException | None] = [None] * len(parts)
         sent: list[tuple[int, CircuitBreakerBackend, bool, asyncio.Future[list[Any]]]] = []
