@@ -143,6 +143,9 @@ class _Protocol(asyncio.Protocol):
             raise ConnectionError(str(self.error))
         loop = self._loop
         future: asyncio.Future[list[Any]] = loop.create_future()
+        if not packed:  # a batch waiting for no reply would take the next command's
+            future.set_result([])
+            return future
         if not self._waiters:
             self._last_progress = time.monotonic()
             if self._watchdog is None:
