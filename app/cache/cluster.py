@@ -429,38 +429,39 @@ class ClusterBackend(CacheBackend):
         master's call is timed to the end of the wait (the `get` histogram sees the slowest master's time for each).
         """
         results: list[BaseException | None] = [None] * len(parts)
-        sent: list[tuple[int, CircuitBreakerBackend, bool, asyncio.Future[list[Any]]]] = []
+        sent: list[tuple[int, CircuitBreakerBackend, _NodeBackend, bool, asyncio.Future[list[Any]]]] = []
         started = time.perf_counter()
         try:
             for at, (node, positions) in enumerate(parts):
+                inner = _inner(node)
                 try:
                     probe = node.admit()
                 except CacheBackendError as exc:
                     results[at] = exc
                     continue
                 try:
-                    future = _inner(node).submit([("GET", keys[index]) for index in positions])
+                    future = inner.submit([("GET", keys[index]) for index in positions])
                 except Exception as exc:  # noqa: BLE001 - any: see `translate_errors`
-                    results[at] = node.settle("get", started, probe, _inner(node).failed(exc))
+                    results[at] = node.settle("get", started, probe, inner.failed(exc))
                     continue
-                sent.append((at, node, probe, future))
+                sent.append((at, node, inner, probe, future))
             if not sent:
                 return results
             timeout = await wait_within(self.timeout, [future for *_, future in sent])
         except BaseException:  # cancelled: every part is given up, and counted as neither success nor failure
-            for _, node, probe, future in sent:
+            for _, node, _, probe, future in sent:
                 future.cancel()
                 node.settle("get", started, probe, asyncio.CancelledError())
             raise
-        for at, node, probe, future in sent:
+        for at, node, inner, probe, future in sent:
             if future.cancelled() or not future.done():  # the deadline cancels the one it was waiting on
                 future.cancel()  # its replies are dropped as they arrive
                 results[at] = node.settle("get", started, probe, timeout or TimeoutError())
                 continue
             try:
-                replies = _inner(node).check(future.result())
+                replies = inner.check(future.result())
             except Exception as exc:  # noqa: BLE001 - any: see `translate_errors`
-                results[at] = node.settle("get", started, probe, _inner(node).failed(exc))
+                results[at] = node.settle("get", started, probe, inner.failed(exc))
                 continue
             for index, value in zip(parts[at][1], replies, strict=True):
                 values[index] = value
@@ -485,9 +486,10 @@ class ClusterBackend(CacheBackend):
             return []
         values: list[bytes | None] = [None] * len(keys)
         outcomes = await self._each_master(keys, lambda parts: self._read(keys, parts, values))
-        if all(error is not None for _, error in outcomes):
-            raise _as_backend_error([error for _, error in outcomes])
-        return values
+        for _, error in outcomes:
+            if error is None:
+                return values
+        raise _as_backend_error([error for _, error in outcomes])
 
     @override
     async def set_many(self, entries: Sequence[Entry]) -> None:

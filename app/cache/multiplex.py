@@ -40,6 +40,10 @@ def pack_command(args: Sequence[str | bytes | int | float]) -> bytes:
     return cast("bytes", hiredis.pack_command(tuple(args)))  # pyright: ignore[reportUnknownMemberType, reportArgumentType]
 
 
+_pack_tuple = cast("Callable[[tuple[str | bytes | int | float, ...]], bytes]", hiredis.pack_command)  # pyright: ignore[reportUnknownMemberType]
+"""`pack_command` without a Python call around it, for a command that is a tuple already (one per key in a batch)."""
+
+
 class RedisReplyError(Exception):
     """Redis answered a command with an error reply (`-ERR ...`)."""
 
@@ -331,7 +335,7 @@ class MultiplexedConnection:
         protocol = self._protocol
         if protocol is None or protocol.error is not None:
             return asyncio.ensure_future(self.pipeline(commands))
-        return protocol.send_batch([pack_command(command) for command in commands])
+        return protocol.send_batch([_pack_tuple(tuple(command)) for command in commands])
 
     async def _connect(self) -> _Protocol:
         # One connect at a time: callers that arrive meanwhile wait for it rather than opening their own, and
