@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from typing_extensions import override
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from app.cache.backend import CacheBackend, Entry
 
-__all__ = ("BreakerState", "CircuitBreakerBackend", "ReportsBreaker")
+__all__ = ("BreakerState", "CircuitBreakerBackend", "ReportsBreaker", "wait_within")
 
 logger = logging.getLogger(__name__)
 
@@ -131,30 +131,62 @@ class CircuitBreakerBackend(WrappingBackend):
         return BreakerState.HALF_OPEN if self._probing else BreakerState.OPEN
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        probe = False
-        if self._opened_at is not None:
-            if self._probing or self._clock() - self._opened_at < self.reset_timeout:
-                raise CacheBackendError(f"circuit open ({self.last_error})")
-            self._probing = probe = True
+        probe = False if self._opened_at is None else self.admit()  # the common case without a call
         started = time.perf_counter()
         try:
             result = await _within(self.timeout, call)
-        except _LoopLagTimeoutError as exc:
-            self.latency[operation].observe(time.perf_counter() - started)
-            self.lag_timeouts += 1  # the event loop was late, not Redis: the breaker does not count it
-            raise CacheBackendError(str(exc)) from exc
-        except (CacheBackendError, TimeoutError) as exc:
-            self.latency[operation].observe(time.perf_counter() - started)
-            self._on_failure(exc)
-            if isinstance(exc, TimeoutError):
-                raise CacheBackendError(f"timed out after {self.timeout * 1000:.0f} ms") from exc
-            raise
-        finally:
-            if probe:
-                self._probing = False
+        except BaseException as exc:
+            error = self.settle(operation, started, probe, exc)
+            if error is None or error is exc:
+                raise
+            raise error from exc
+        # `settle(operation, started, probe, None)`, inline: every standalone read comes this way
         self.latency[operation].observe(time.perf_counter() - started)
+        if probe:
+            self._probing = False
         self._on_success()
         return result
+
+    def admit(self) -> bool:
+        """Let a call through, or raise at once while the circuit is open; whether the call is the probe.
+
+        For a call made outside this wrapper (a cluster's read sent to every master before waiting for any,
+        under one deadline, `wait_within`), which must then `settle` exactly once.
+
+        Raises:
+            CacheBackendError: The circuit is open (or half open, with its probe in flight).
+        """
+        if self._opened_at is None:
+            return False
+        if self._probing or self._clock() - self._opened_at < self.reset_timeout:
+            raise CacheBackendError(f"circuit open ({self.last_error})")
+        self._probing = True
+        return True
+
+    def settle(self, operation: str, started: float, probe: bool, error: BaseException | None) -> BaseException | None:
+        """Account for a call that `admit` let through, started at `started` (`time.perf_counter()`).
+
+        `None` is a success; a `CacheBackendError` or a `TimeoutError` a failure (a loop-lag timeout from
+        `wait_within` or `_within` is not counted); anything else (a cancellation, a redirection) is neither.
+
+        Returns:
+            The error to raise: a `CacheBackendError` for a failure or a timeout, anything else as given.
+        """
+        if probe:
+            self._probing = False
+        if not isinstance(error, (CacheBackendError, TimeoutError)) and error is not None:
+            return error
+        self.latency[operation].observe(time.perf_counter() - started)
+        if error is None:
+            self._on_success()
+            return None
+        if isinstance(error, _LoopLagTimeoutError):
+            self.lag_timeouts += 1  # the event loop was late, not Redis: the breaker does not count it
+            return CacheBackendError(str(error))
+        self._on_failure(error)
+        if isinstance(error, TimeoutError):
+            return CacheBackendError(f"timed out after {self.timeout * 1000:.0f} ms")
+        return error
 
     def _on_failure(self, exc: BaseException) -> None:
         self.last_error = str(exc) or type(exc).__name__
@@ -276,6 +308,57 @@ class _Deadline:
     def timed_out(self) -> bool:
         """After a `CancelledError`: whether this deadline caused it (and not someone cancelling the task)."""
         return self.expired and self._task.uncancel() <= self._cancelling
+
+
+async def wait_within(seconds: float, futures: Sequence[asyncio.Future[Any]]) -> TimeoutError | None:
+    """Wait until every one of `futures` is done, for at most `seconds` of backend time (one deadline for all).
+
+    The deadline is `CircuitBreakerBackend`'s: a timer that fires late because the event loop lagged gives the
+    futures more time. Whatever they raise is theirs to report; futures still pending at the deadline are left
+    to the caller (to cancel, and to `settle` as timed out with the error returned).
+
+    Returns:
+        `None` when all are done; else a `TimeoutError` (a loop-lag one, which `settle` does not count against
+        a breaker, when the loop was late each time the deadline came).
+    """
+    pending = [future for future in futures if not future.done()]
+    if not pending:
+        return None
+    deadline = _Deadline(seconds)
+    try:
+        if len(pending) == 1:
+            try:  # noqa: SIM105 - a context manager costs more on this path, every cluster read
+                await pending[0]
+            except Exception:  # noqa: BLE001, S110 - the future's own outcome, read by the caller
+                pass
+        else:
+            await _all_done(pending)
+    except asyncio.CancelledError:
+        if deadline.timed_out():
+            if deadline.lagged:
+                lag = (asyncio.get_running_loop().time() - deadline.deadline) * 1000
+                return _LoopLagTimeoutError(f"event loop lagging ({lag:.0f} ms late), not counted against the backend")
+            return TimeoutError()
+        raise
+    finally:
+        deadline.cancel()
+    return None
+
+
+def _all_done(futures: Sequence[asyncio.Future[Any]]) -> asyncio.Future[None]:
+    """A future done when all of `futures` are: its waiter wakes once, not once per future."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    left = len(futures)
+
+    def one_done(_: asyncio.Future[Any]) -> None:
+        nonlocal left
+        left -= 1
+        if not left and not done.done():
+            done.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(one_done)
+    return done
 
 
 async def _within(seconds: float, call: Callable[[], Awaitable[T]]) -> T:

@@ -4,7 +4,9 @@ redis-py's cluster client checks a pooled connection out per node for every call
 costs about as much again in bookkeeping (0.6x the standalone service, issue 14). Here each master has one
 `MultiplexedConnection` that every caller shares; a batch of keys is split by the slot map into one pipelined
 write per master (MGET cannot span slots on a cluster, and cache keys rarely share one, so a master gets one
-GET per key, all in one write), and the masters are asked concurrently.
+GET per key, all in one write), and the masters are asked concurrently. A read is written to every master before
+any reply is awaited, then its caller waits for all of them under one deadline, in its own task: no task or timer
+per master, and one future for each master's replies (not one per key). Writes, rarer, run one task per master.
 
 A failure costs only its master's keys. Each master sits behind its own `CircuitBreakerBackend`: a read whose
 master fails (or whose breaker is open, which fails at once) is a miss for that master's keys only, and the
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from binascii import crc_hqx
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import RedisCluster
@@ -33,18 +36,24 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from typing_extensions import override
 
 from app.cache.backend import FENCE_WRITE, CacheBackend, CacheBackendError, CacheBackendResetError
-from app.cache.breaker import BreakerState, CircuitBreakerBackend, new_latency
+from app.cache.breaker import BreakerState, CircuitBreakerBackend, new_latency, wait_within
 from app.cache.multiplex import MultiplexedConnection, RedisReplyError
 from app.cache.nodes import NodeHealth
 from app.cache.redis import SET_IF_NEWER, translate_errors
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
 
     from redis.asyncio.cluster import ClusterNode
 
     from app.cache.backend import Entry
     from app.cache.stats import LatencyHistogram
+
+    _Parts = list[tuple[CircuitBreakerBackend, list[int]]]
+    """The masters concerned by a call, each with the positions of its keys."""
+
+    _Run = Callable[[_Parts], Awaitable[list[BaseException | None]]]
+    """Runs every master's part of a call; returns what each part raised (`None`: nothing)."""
 
 __all__ = ("REFRESH_INTERVAL", "ClusterBackend")
 
@@ -53,6 +62,8 @@ REFRESH_INTERVAL = 0.2
 
 _Outcome = tuple["CircuitBreakerBackend | None", "BaseException | None"]
 """What one master's part of a call raised (`None`: nothing), and that master (`None`: not known)."""
+
+_SLOT_MASK = REDIS_CLUSTER_HASH_SLOTS - 1
 
 
 class _RedirectedError(Exception):
@@ -85,7 +96,28 @@ class _NodeBackend(CacheBackend):
                 )
                 replies = [reply for part in parts for reply in part]
         except Exception as exc:  # any: see `translate_errors`
-            raise CacheBackendError(f"{self.address}: {type(exc).__name__}: {exc}") from exc
+            raise self.failed(exc) from exc
+        return self.check(replies)
+
+    def submit(self, commands: Sequence[Sequence[Any]]) -> asyncio.Future[list[Any]]:
+        """Send `commands` now, without waiting (`MultiplexedConnection.submit`); `check` the replies."""
+        if len(commands) > self.max_batch:  # several writes: rare enough for a task
+            return asyncio.ensure_future(self._run(commands))
+        return self.connection.submit(commands)
+
+    def failed(self, exc: BaseException) -> CacheBackendError | _RedirectedError:
+        """`exc` (a call's or `check`'s) as the breaker counts it: a `CacheBackendError` naming this master."""
+        if isinstance(exc, (CacheBackendError, _RedirectedError)):
+            return exc
+        return CacheBackendError(f"{self.address}: {type(exc).__name__}: {exc}")
+
+    def check(self, replies: list[Any]) -> list[Any]:
+        """`replies` of a pipeline, unless one is an error.
+
+        Raises:
+            _RedirectedError: A reply is MOVED or ASK.
+            CacheBackendError: Another error reply (NOSCRIPT excepted: `set_many_if_newer` handles it).
+        """
         for reply in replies:
             if isinstance(reply, RedisReplyError):
                 message = str(reply)
@@ -343,12 +375,17 @@ class ClusterBackend(CacheBackend):
         if self.on_node_connect is not None:
             self.on_node_connect(address)
 
-    async def _route(self, keys: Sequence[str]) -> dict[CircuitBreakerBackend, list[int]]:
-        """The positions in `keys` of each master's keys."""
-        slots = await self._slot_map()
+    def _route(
+        self, slots: list[CircuitBreakerBackend], keys: Sequence[str], positions: Iterable[int]
+    ) -> dict[CircuitBreakerBackend, list[int]]:
+        """The `positions` in `keys` of each master's keys."""
         groups: dict[CircuitBreakerBackend, list[int]] = {}
-        for index, key in enumerate(keys):
-            node = slots[key_slot(key.encode())]
+        for index in positions:
+            key = keys[index]
+            raw = key.encode()
+            # redis-py's `key_slot` inline for a key without a hash tag (most keys): a Python call less per key. (The
+            # test is on the str: `b"{" in raw` first tries b"{" as an int, and raises and clears a TypeError.)
+            node = slots[crc_hqx(raw, 0) & _SLOT_MASK if "{" not in key else key_slot(raw)]
             group = groups.get(node)
             if group is None:
                 groups[node] = [index]
@@ -356,36 +393,32 @@ class ClusterBackend(CacheBackend):
                 group.append(index)
         return groups
 
-    async def _each_master(
-        self, keys: Sequence[str], call: Callable[[CircuitBreakerBackend, list[int]], Any]
-    ) -> list[_Outcome]:
-        """Run `call(node, positions)` on every master concerned, concurrently; return what each part raised.
+    async def _each_master(self, keys: Sequence[str], run: _Run) -> list[_Outcome]:
+        """Run every master's part (`run(parts)`: what each part raised, `None` if nothing); return the outcomes.
 
         A redirected master's part is routed again after a refresh of the slot map and run once more (if the
         refresh fails, that part's outcome names no master).
         """
-        with translate_errors():
-            groups: dict[CircuitBreakerBackend, list[int]] = await self._route(keys)
+        slots = self._slots
+        if slots is None:
+            with translate_errors():
+                slots = await self._slot_map()
+        groups = self._route(slots, keys, range(len(keys)))
         outcomes: list[_Outcome] = []
         for attempt in range(2):
             parts = list(groups.items())
-            if len(parts) == 1:  # no task to schedule
-                results = [await _outcome(call(*parts[0]))]
-            else:
-                results = await asyncio.gather(
-                    *(call(node, positions) for node, positions in parts), return_exceptions=True
-                )
+            results = await run(parts)
             redirected: list[int] = []
             for (node, positions), result in zip(parts, results, strict=True):
-                if isinstance(result, _RedirectedError) and not attempt:
+                if result is None:
+                    outcomes.append((node, None))
+                elif isinstance(result, _RedirectedError) and not attempt:
                     redirected.extend(positions)
-                elif isinstance(result, BaseException):
+                else:
                     if isinstance(result, asyncio.CancelledError):
                         raise result
                     outcomes.append((node, result))
                     self._refresh_soon()
-                else:
-                    outcomes.append((node, None))
             if not redirected:
                 break
             try:  # a caller waits for the new map no longer than for one master
@@ -394,11 +427,65 @@ class ClusterBackend(CacheBackend):
             except (CacheBackendError, TimeoutError) as exc:
                 outcomes.append((None, exc))  # the redirected part failed; the others stand
                 break
-            slots = await self._slot_map()
-            groups = {}
-            for index in redirected:
-                groups.setdefault(slots[key_slot(keys[index].encode())], []).append(index)
+            groups = self._route(await self._slot_map(), keys, redirected)
         return outcomes
+
+    async def _read(self, keys: Sequence[str], parts: _Parts, values: list[bytes | None]) -> list[BaseException | None]:
+        """Read each master's part of `keys` into `values`: send to every master first, then wait for all at once.
+
+        One deadline (`wait_within`, the breakers' timeout) for every master instead of one task and one timer
+        each: a batch costs one timer, and one future per master. Each master's breaker admits its part (an open
+        one fails it at once) and counts its outcome, a master still silent at the deadline as a timeout. Each
+        master's call is timed to the end of the wait (the `get` histogram sees the slowest master's time for each).
+        """
+        results: list[BaseException | None] = [None] * len(parts)
+        sent: list[tuple[int, CircuitBreakerBackend, _NodeBackend, bool, asyncio.Future[list[Any]]]] = []
+        started = time.perf_counter()
+        try:
+            for at, (node, positions) in enumerate(parts):
+                inner = _inner(node)
+                try:
+                    probe = node.admit()
+                except CacheBackendError as exc:
+                    results[at] = exc
+                    continue
+                try:
+                    future = inner.submit([("GET", keys[index]) for index in positions])
+                except Exception as exc:  # noqa: BLE001 - any: see `translate_errors`
+                    results[at] = node.settle("get", started, probe, inner.failed(exc))
+                    continue
+                sent.append((at, node, inner, probe, future))
+            if not sent:
+                return results
+            timeout = await wait_within(self.timeout, [future for *_, future in sent])
+        except BaseException:  # cancelled: every part is given up, and counted as neither success nor failure
+            for _, node, _, probe, future in sent:
+                future.cancel()
+                node.settle("get", started, probe, asyncio.CancelledError())
+            raise
+        for at, node, inner, probe, future in sent:
+            if future.cancelled() or not future.done():  # the deadline cancels the one it was waiting on
+                future.cancel()  # its replies are dropped as they arrive
+                results[at] = node.settle("get", started, probe, timeout or TimeoutError())
+                continue
+            try:
+                replies = inner.check(future.result())
+            except Exception as exc:  # noqa: BLE001 - any: see `translate_errors`
+                results[at] = node.settle("get", started, probe, inner.failed(exc))
+                continue
+            for index, value in zip(parts[at][1], replies, strict=True):
+                values[index] = value
+            node.settle("get", started, probe, None)
+        return results
+
+    async def _concurrently(
+        self, parts: _Parts, call: Callable[[CircuitBreakerBackend, list[int]], Awaitable[None]]
+    ) -> list[BaseException | None]:
+        """Run `call(node, positions)` for every part, concurrently (a task per master when more than one)."""
+        if len(parts) == 1:  # no task to schedule
+            return [await _outcome(call(*parts[0]))]
+        results = await asyncio.gather(*(call(node, positions) for node, positions in parts), return_exceptions=True)
+        return [result if isinstance(result, BaseException) else None for result in results]
 
     # -- CacheBackend -------------------------------------------------------------------------------
 
@@ -408,16 +495,11 @@ class ClusterBackend(CacheBackend):
         if not keys:
             return []
         values: list[bytes | None] = [None] * len(keys)
-
-        async def read(node: CircuitBreakerBackend, positions: list[int]) -> None:
-            got = await node.get_many([keys[index] for index in positions])
-            for index, value in zip(positions, got, strict=True):
-                values[index] = value
-
-        outcomes = await self._each_master(keys, read)
-        if all(error is not None for _, error in outcomes):
-            raise _as_backend_error([error for _, error in outcomes])
-        return values
+        outcomes = await self._each_master(keys, lambda parts: self._read(keys, parts, values))
+        for _, error in outcomes:
+            if error is None:
+                return values
+        raise _as_backend_error([error for _, error in outcomes])
 
     @override
     async def set_many(self, entries: Sequence[Entry]) -> None:
@@ -427,7 +509,9 @@ class ClusterBackend(CacheBackend):
         async def write(node: CircuitBreakerBackend, positions: list[int]) -> None:
             await node.set_many([entries[index] for index in positions])
 
-        self._raise_failed(await self._each_master([entry.key for entry in entries], write))
+        self._raise_failed(
+            await self._each_master([entry.key for entry in entries], lambda parts: self._concurrently(parts, write))
+        )
 
     @override
     async def set_many_if_newer(self, entries: Sequence[Entry], versions: Sequence[int]) -> list[bool]:
@@ -440,7 +524,9 @@ class ClusterBackend(CacheBackend):
             for index, flag in zip(positions, flags, strict=True):
                 written[index] = flag
 
-        self._raise_failed(await self._each_master([entry.key for entry in entries], write))
+        self._raise_failed(
+            await self._each_master([entry.key for entry in entries], lambda parts: self._concurrently(parts, write))
+        )
         return written
 
     @override
@@ -451,7 +537,7 @@ class ClusterBackend(CacheBackend):
         async def delete(node: CircuitBreakerBackend, positions: list[int]) -> None:
             await node.delete_many([keys[index] for index in positions])
 
-        self._raise_failed(await self._each_master(keys, delete))
+        self._raise_failed(await self._each_master(keys, lambda parts: self._concurrently(parts, delete)))
 
     def _raise_failed(self, outcomes: Sequence[_Outcome]) -> None:
         """Raise `CacheBackendError` when any master's part of a write failed (every other part has been applied).
@@ -548,10 +634,14 @@ async def _outcome(call: Awaitable[Any]) -> Any:
         return exc
 
 
-def _connection(node: CircuitBreakerBackend) -> MultiplexedConnection:
+def _inner(node: CircuitBreakerBackend) -> _NodeBackend:
     inner = node.inner
     assert isinstance(inner, _NodeBackend)  # noqa: S101 - built by ClusterBackend._node()
-    return inner.connection
+    return inner
+
+
+def _connection(node: CircuitBreakerBackend) -> MultiplexedConnection:
+    return _inner(node).connection
 
 
 def _retrieve_exception(future: asyncio.Future[None]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast, final
 
 import hiredis
 from redis.asyncio import ConnectionPool, SSLConnection
@@ -40,8 +40,24 @@ def pack_command(args: Sequence[str | bytes | int | float]) -> bytes:
     return cast("bytes", hiredis.pack_command(tuple(args)))  # pyright: ignore[reportUnknownMemberType, reportArgumentType]
 
 
+_pack_tuple = cast("Callable[[tuple[str | bytes | int | float, ...]], bytes]", hiredis.pack_command)  # pyright: ignore[reportUnknownMemberType]
+"""`pack_command` without a Python call around it, for a command that is a tuple already (one per key in a batch)."""
+
+
 class RedisReplyError(Exception):
     """Redis answered a command with an error reply (`-ERR ...`)."""
+
+
+@final
+class _Batch:
+    """The replies of a pipeline sent with `send_batch`: one future for all of them, resolved with the last."""
+
+    __slots__ = ("count", "future", "replies")
+
+    def __init__(self, future: asyncio.Future[list[Any]], count: int) -> None:
+        self.future = future
+        self.count = count
+        self.replies: list[Any] = []
 
 
 class _Protocol(asyncio.Protocol):
@@ -51,7 +67,7 @@ class _Protocol(asyncio.Protocol):
         self._loop = loop
         self._timeout = timeout
         self._reader = hiredis.Reader(notEnoughData=_NO_REPLY)
-        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._waiters: deque[asyncio.Future[Any] | _Batch] = deque()
         self._transport: asyncio.Transport | None = None
         self._last_progress = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
@@ -70,7 +86,16 @@ class _Protocol(asyncio.Protocol):
         reader.feed(data)
         try:
             while (reply := reader.gets()) is not _NO_REPLY:
-                waiter = waiters.popleft()
+                waiter = waiters[0]  # IndexError: a reply nobody asked for
+                if type(waiter) is _Batch:
+                    replies = waiter.replies
+                    replies.append(RedisReplyError(str(reply)) if isinstance(reply, hiredis.ReplyError) else reply)
+                    if len(replies) == waiter.count:
+                        waiters.popleft()
+                        if not waiter.future.done():  # else its caller gave up: the replies are dropped
+                            waiter.future.set_result(replies)
+                    continue
+                waiters.popleft()
                 if waiter.done():  # its caller was cancelled: the reply is read and dropped
                     continue
                 if isinstance(reply, hiredis.ReplyError):
@@ -112,6 +137,27 @@ class _Protocol(asyncio.Protocol):
         self._transport.write(b"".join(packed))  # type: ignore[union-attr]
         return waiters
 
+    def send_batch(self, packed: Sequence[bytes]) -> asyncio.Future[list[Any]]:
+        """Write several packed commands in one write; one future for all their replies, in order.
+
+        An error reply is a `RedisReplyError` in its place. Cheaper than `send_many` for a caller that needs
+        every reply anyway: one future, resolved when the last reply arrives.
+        """
+        if self.error is not None:
+            raise ConnectionError(str(self.error))
+        loop = self._loop
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        if not packed:  # a batch waiting for no reply would take the next command's
+            future.set_result([])
+            return future
+        if not self._waiters:
+            self._last_progress = time.monotonic()
+            if self._watchdog is None:
+                self._watchdog = loop.call_later(self._timeout, self._check_progress)
+        self._waiters.append(_Batch(future, len(packed)))
+        self._transport.write(b"".join(packed))  # type: ignore[union-attr]
+        return future
+
     def abort(self, error: Exception) -> None:
         """Close the connection at once; pending and later callers get `error`."""
         self._fail(error)
@@ -137,6 +183,8 @@ class _Protocol(asyncio.Protocol):
         message = str(self.error)
         while self._waiters:
             waiter = self._waiters.popleft()
+            if type(waiter) is _Batch:
+                waiter = waiter.future
             if not waiter.done():  # one exception object per caller: a shared one would collect every traceback
                 waiter.set_exception(ConnectionError(message))
 
@@ -276,6 +324,18 @@ class MultiplexedConnection:
                     waiter.exception()
             raise
         return replies
+
+    def submit(self, commands: Sequence[Sequence[str | bytes | int | float]]) -> asyncio.Future[list[Any]]:
+        """Send several commands in one write now, without waiting; the future resolves to their replies in order.
+
+        What `pipeline` returns, but the commands are written before this returns (on an open connection; else
+        a task connects first and sends them), so a caller can send to several servers, then wait for all of
+        them at once. Cancelling the future drops its replies. It fails with `ConnectionError` as `pipeline` raises.
+        """
+        protocol = self._protocol
+        if protocol is None or protocol.error is not None:
+            return asyncio.ensure_future(self.pipeline(commands))
+        return protocol.send_batch([_pack_tuple(tuple(command)) for command in commands])
 
     async def _connect(self) -> _Protocol:
         # One connect at a time: callers that arrive meanwhile wait for it rather than opening their own, and

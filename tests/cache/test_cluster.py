@@ -9,7 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import pytest
 import redis
@@ -148,8 +148,12 @@ async def test_any_connection_error_becomes_a_backend_error(
     async def broken(*_args: object, **_kwargs: object) -> None:
         raise AttributeError("'NoneType' object has no attribute 'writelines'")
 
+    def broken_now(*_args: object, **_kwargs: object) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'write'")
+
     class Broken:
         pipeline = staticmethod(broken)
+        submit = staticmethod(broken_now)  # reads send without waiting, then wait for every master at once
 
         async def close(self) -> None:
             pass
@@ -284,5 +288,35 @@ async def test_a_stale_slot_map_is_refreshed_on_moved_and_the_call_sent_again(re
             assert backend.refreshes == refreshes + 1
         assert await backend.get_many([key]) == [None]  # the delete reached the owner
         assert wrong.state is BreakerState.CLOSED  # a redirection is not a failure
+    finally:
+        await backend.close()
+
+
+async def test_a_read_across_masters_is_sent_to_all_then_awaited_in_the_callers_task(redis_cluster_url: str) -> None:
+    # It used to be one task (and one timer) per master; a cluster read now costs as few as a standalone one.
+    backend = ClusterBackend.from_url(redis_cluster_url, timeout=1.0)
+    keys = [f"fanout{i}" for i in range(30)]
+    loop = asyncio.get_running_loop()
+    factory = loop.get_task_factory()
+    created: list[object] = []
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        created.append(coro)
+        return factory(loop, coro, **kwargs) if factory is not None else asyncio.Task(coro, loop=loop, **kwargs)
+
+    try:
+        await backend.set_many([Entry(key, key.encode(), 60_000) for key in keys])
+        assert len({backend._slots[key_slot(key.encode())] for key in keys}) == 3  # pyright: ignore[reportOptionalSubscript, reportPrivateUsage]
+        loop.set_task_factory(counting)  # pyright: ignore[reportArgumentType]
+        try:
+            values = await backend.get_many(keys)
+            single = await backend.get_many(keys[:1])
+        finally:
+            loop.set_task_factory(factory)
+        assert values == [key.encode() for key in keys]
+        assert single == [keys[0].encode()]
+        assert created == []
+        latency = backend.latency["get"]
+        assert latency.count == 3 + 1  # every master's part is still timed by its breaker
     finally:
         await backend.close()

@@ -67,6 +67,28 @@ async def test_cancelled_callers_do_not_shift_the_replies_of_the_others(
     assert await connection.execute("GET", "k7") == b"7"
 
 
+async def test_submitted_batches_get_their_replies_in_one_future_and_a_dropped_one_shifts_nothing(
+    connection: MultiplexedConnection, redis_client: redis.Redis
+) -> None:
+    redis_client.mset({f"k{n}": str(n) for n in range(30)})
+    redis_client.set("text", "not a number")
+    first = connection.submit([("GET", "k1"), ("GET", "k2")])  # not connected yet: connects, then sends
+    assert await first == [b"1", b"2"]
+    dropped = connection.submit([("GET", f"k{n}") for n in range(10)])  # written at once, on the open connection
+    mixed = connection.submit([("GET", "k3"), ("INCR", "text"), ("GET", "missing")])
+    single = asyncio.ensure_future(connection.execute("GET", "k4"))
+    empty = connection.submit([])
+    dropped.cancel()  # its replies are read and dropped
+    replies = await mixed
+    assert replies[0] == b"3"
+    assert isinstance(replies[1], RedisReplyError)
+    assert "not an integer" in str(replies[1])
+    assert replies[2] is None
+    assert await single == b"4"
+    assert await empty == []
+    assert await connection.execute("GET", "k5") == b"5"
+
+
 async def test_a_restarted_server_fails_pending_commands_then_reconnects(redis_server: RedisServer) -> None:
     connection = MultiplexedConnection.from_url(redis_server.url)
     try:
