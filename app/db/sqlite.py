@@ -67,14 +67,15 @@ class _SQLiteTransaction(Transaction):
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
+    # One `execute_fetchall` per query: one trip to aiosqlite's thread, where a cursor's execute, fetch and close
+    # were three (each a wake-up of the thread and of the event loop, and a hand-over of the GIL).
+
     async def fetch(self, query: str, *args: Any) -> list[Row]:
-        async with self._conn.execute(_numbered(query), _params(args)) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._conn.execute_fetchall(_numbered(query), _params(args)))
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        async with self._conn.execute(_numbered(query), _params(args)) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else row[0]
+        rows = await self._conn.execute_fetchall(_numbered(query), _params(args))
+        return next((row[0] for row in rows), None)
 
     async def execute(self, query: str, *args: Any) -> None:
         await self._conn.execute(_numbered(query), _params(args))
@@ -148,8 +149,8 @@ class SQLiteDatabase(Database):
     @override
     async def fetchrow(self, query: str, *args: Any) -> Row | None:
         with _unavailable_on_fault():
-            async with self._conn.execute(_numbered(query), _params(args)) as cursor:
-                return await cursor.fetchone()
+            rows = await self._conn.execute_fetchall(_numbered(query), _params(args))
+            return next(iter(rows), None)
 
     @override
     async def fetchval(self, query: str, *args: Any) -> Any:
@@ -172,8 +173,7 @@ class SQLiteDatabase(Database):
     async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:
         try:
             async with self.transaction() as tx:
-                async with self._conn.execute(_numbered(query), _params(args)) as cursor:
-                    row = await cursor.fetchone()
+                row = next(iter(await self._conn.execute_fetchall(_numbered(query), _params(args))), None)
                 if outbox is not None and row is not None:
                     await record_outbox(tx, outbox(row), postgresql=False)
                 return row
