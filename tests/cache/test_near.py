@@ -31,8 +31,8 @@ def clock() -> Clock:
     return Clock()
 
 
-def enabled_near(clock: Clock, *, max_entries: int = 100, ttl: float = 5.0) -> NearCache:
-    near = NearCache(max_entries=max_entries, ttl=ttl, clock=clock)
+def enabled_near(clock: Clock, *, max_entries: int = 100, ttl: float = 5.0, hot_limit: int = 1024) -> NearCache:
+    near = NearCache(max_entries=max_entries, ttl=ttl, clock=clock, hot_limit=hot_limit)
     near.enabled = True
     return near
 
@@ -308,3 +308,45 @@ def test_a_hit_returns_an_equal_value_with_real_uuids(clock: Clock) -> None:
     assert type(near.get("uuid")) is UUID
     assert near.get("no-uuid") == ("a", 1)
     assert user.uuid == UUID(int=1)  # the caller's value is untouched
+
+
+def test_hot_entries_keep_their_rebuilt_value_and_only_so_many(clock: Clock) -> None:
+    users = synthetic_users(4)
+    near = enabled_near(clock, hot_limit=2)
+    for n, user in enumerate(users):
+        near.put(f"user:{n}", user, near.epoch)
+    first = near.get("user:0")
+    assert first == users[0]
+    assert near.get("user:0") is first  # kept rebuilt: no copy for the next hit
+    assert near.get("user:1") is near.get("user:1")
+    third = near.get("user:2")  # the two slots are taken: a copy per hit
+    assert third == users[2]
+    assert near.get("user:2") is not third
+    # A slot is given back when its entry goes (invalidated, replaced, evicted or cleared), and the next hit keeps it.
+    near.invalidate(["user:0"])
+    assert near.get("user:0") is None
+    kept = near.get("user:2")
+    assert near.get("user:2") is kept
+    near.put("user:1", users[3], near.epoch)  # replaced: the new item, not the old rebuilt one
+    assert near.get("user:1") == users[3]
+    near.clear()
+    near.enabled = True
+    for n, user in enumerate(users):
+        near.put(f"user:{n}", user, near.epoch)
+    assert near.get("user:3") is near.get("user:3")
+
+
+def test_hits_leave_at_most_the_hot_entries_for_the_garbage_collector(clock: Clock) -> None:
+    encoded = [msgspec.msgpack.encode(user) for user in synthetic_users(1000)]
+    decode = msgspec.msgpack.Decoder(User).decode
+    near = enabled_near(clock, max_entries=10_000, hot_limit=10)
+    for n, data in enumerate(encoded):
+        near.put(f"cache:user:{n}", decode(data), near.epoch)
+    gc.collect()
+    before = len(gc.get_objects())
+    hits = [near.get(f"cache:user:{n}") for n in range(1000)]
+    assert all(hit is not None for hit in hits)
+    del hits
+    gc.collect()
+    added = len(gc.get_objects()) - before
+    assert added <= 10 * 2 + 5, added  # each hot User and its UUID, and a few of the test's own
