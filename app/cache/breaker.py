@@ -309,6 +309,13 @@ class _Deadline:
         """After a `CancelledError`: whether this deadline caused it (and not someone cancelling the task)."""
         return self.expired and self._task.uncancel() <= self._cancelling
 
+    def error(self) -> TimeoutError:
+        """What a call that this deadline cut short reports: a loop-lag timeout if the loop was late, else plain."""
+        if self.lagged:
+            lag = (self._loop.time() - self.deadline) * 1000
+            return _LoopLagTimeoutError(f"event loop lagging ({lag:.0f} ms late), not counted against the backend")
+        return TimeoutError()
+
 
 async def wait_within(seconds: float, futures: Sequence[asyncio.Future[Any]]) -> TimeoutError | None:
     """Wait until every one of `futures` is done, for at most `seconds` of backend time (one deadline for all).
@@ -335,10 +342,7 @@ async def wait_within(seconds: float, futures: Sequence[asyncio.Future[Any]]) ->
             await _all_done(pending)
     except asyncio.CancelledError:
         if deadline.timed_out():
-            if deadline.lagged:
-                lag = (asyncio.get_running_loop().time() - deadline.deadline) * 1000
-                return _LoopLagTimeoutError(f"event loop lagging ({lag:.0f} ms late), not counted against the backend")
-            return TimeoutError()
+            return deadline.error()
         raise
     finally:
         deadline.cancel()
@@ -373,12 +377,7 @@ async def _within(seconds: float, call: Callable[[], Awaitable[T]]) -> T:
         return await call()
     except asyncio.CancelledError:
         if deadline.timed_out():
-            if deadline.lagged:
-                lag = (asyncio.get_running_loop().time() - deadline.deadline) * 1000
-                raise _LoopLagTimeoutError(
-                    f"event loop lagging ({lag:.0f} ms late), not counted against the backend"
-                ) from None
-            raise TimeoutError from None
+            raise deadline.error() from None
         raise
     finally:
         deadline.cancel()

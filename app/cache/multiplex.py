@@ -116,9 +116,7 @@ class _Protocol(asyncio.Protocol):
             raise ConnectionError(str(self.error))
         waiter = self._loop.create_future()
         if not self._waiters:
-            self._last_progress = time.monotonic()
-            if self._watchdog is None:
-                self._watchdog = self._loop.call_later(self._timeout, self._check_progress)
+            self._start_timing()
         self._waiters.append(waiter)
         self._transport.write(packed)  # type: ignore[union-attr]
         return waiter
@@ -130,9 +128,7 @@ class _Protocol(asyncio.Protocol):
         loop = self._loop
         waiters = [loop.create_future() for _ in packed]
         if not self._waiters:
-            self._last_progress = time.monotonic()
-            if self._watchdog is None:
-                self._watchdog = loop.call_later(self._timeout, self._check_progress)
+            self._start_timing()
         self._waiters.extend(waiters)
         self._transport.write(b"".join(packed))  # type: ignore[union-attr]
         return waiters
@@ -145,18 +141,21 @@ class _Protocol(asyncio.Protocol):
         """
         if self.error is not None:
             raise ConnectionError(str(self.error))
-        loop = self._loop
-        future: asyncio.Future[list[Any]] = loop.create_future()
+        future: asyncio.Future[list[Any]] = self._loop.create_future()
         if not packed:  # a batch waiting for no reply would take the next command's
             future.set_result([])
             return future
         if not self._waiters:
-            self._last_progress = time.monotonic()
-            if self._watchdog is None:
-                self._watchdog = loop.call_later(self._timeout, self._check_progress)
+            self._start_timing()
         self._waiters.append(_Batch(future, len(packed)))
         self._transport.write(b"".join(packed))  # type: ignore[union-attr]
         return future
+
+    def _start_timing(self) -> None:
+        """The first command in flight: progress is timed from now, by the watchdog (started if not running)."""
+        self._last_progress = time.monotonic()
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(self._timeout, self._check_progress)
 
     def abort(self, error: Exception) -> None:
         """Close the connection at once; pending and later callers get `error`."""

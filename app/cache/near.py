@@ -172,8 +172,8 @@ class NearCache:
     stored; when full, the oldest entries not read since the hand last passed them are the victims (CLOCK:
     a read entry gets a second chance), and the newcomer only takes a victim's place if it was asked for more
     often than the victim and at least twice, so keys asked for once do not push out keys that come back.
-    A hit is one dictionary look-up, one clock read and one flag set, plus rebuilding the value's `UUID`s
-    (a hit on a `User` returns a fresh copy).
+    A hit is one dictionary look-up, one clock read and one flag set; a value stored with packed `UUID`s is
+    rebuilt (a copy) on the hits of entries beyond the `hot_limit` that keep theirs.
     """
 
     __slots__ = (

@@ -74,8 +74,8 @@ class _SQLiteTransaction(Transaction):
         return list(await self._conn.execute_fetchall(_numbered(query), _params(args)))
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        rows = await self._conn.execute_fetchall(_numbered(query), _params(args))
-        return next((row[0] for row in rows), None)
+        rows = await self.fetch(query, *args)
+        return rows[0][0] if rows else None
 
     async def execute(self, query: str, *args: Any) -> None:
         await self._conn.execute(_numbered(query), _params(args))
@@ -149,8 +149,8 @@ class SQLiteDatabase(Database):
     @override
     async def fetchrow(self, query: str, *args: Any) -> Row | None:
         with _unavailable_on_fault():
-            rows = await self._conn.execute_fetchall(_numbered(query), _params(args))
-            return next(iter(rows), None)
+            rows = await self._transaction.fetch(query, *args)
+            return rows[0] if rows else None
 
     @override
     async def fetchval(self, query: str, *args: Any) -> Any:
@@ -173,7 +173,8 @@ class SQLiteDatabase(Database):
     async def write(self, query: str, *args: Any, outbox: Outbox | None = None) -> Row | None:
         try:
             async with self.transaction() as tx:
-                row = next(iter(await self._conn.execute_fetchall(_numbered(query), _params(args))), None)
+                rows = await tx.fetch(query, *args)
+                row = rows[0] if rows else None
                 if outbox is not None and row is not None:
                     await record_outbox(tx, outbox(row), postgresql=False)
                 return row

@@ -10,39 +10,18 @@ from __future__ import annotations
 
 import asyncio
 
-import msgspec
 import redis
 
-from app.cache import CacheFence, CacheManager, CacheSpec
-from app.cache.cluster import ClusterBackend
-from app.cache.config import CacheConfig
 from tests.consistency.test_failover import _cut_off, replica_of, stopped  # noqa: F401 - a fixture
-from tests.consistency.test_fence import Outbox
+from tests.consistency.test_fence import Row, fenced_cluster
 from tests.servers import RedisClusterServer, RedisServer
-
-
-class Row(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    version: int
-
-
-ROWS = CacheSpec(namespace="row", key_type=int, value_type=Row, version_of=lambda row: row.version)
 
 
 async def test_a_fence_write_refused_by_a_live_master_is_never_read_back_stale(
     cluster_server: RedisClusterServer,
     stopped: list[RedisServer],  # noqa: F811 - the fixture imported above
 ) -> None:
-    manager = CacheManager.from_config(CacheConfig(url=cluster_server.url, cluster=True, consistency_bound=60.0))
-    try:
-        fence, cluster = manager.fence, manager.backend
-        while not isinstance(cluster, ClusterBackend):
-            cluster = cluster.inner  # type: ignore[attr-defined]
-        assert isinstance(fence, CacheFence)
-        outbox = Outbox()
-        fence.reader = outbox
-        cache = manager.cache(ROWS)
-        assert await fence.sync()
+    async with fenced_cluster(cluster_server.url) as (fence, _, outbox, cache):
         await cache.set(1, Row(name="old", version=1))
         assert await cache.get(1) == Row(name="old", version=1)
         master = await asyncio.to_thread(cluster_server.node_for, cache.key(1))
@@ -67,5 +46,3 @@ async def test_a_fence_write_refused_by_a_live_master_is_never_read_back_stale(
         assert await cache.get(1) is None
         await cache.set(1, Row(name="new", version=2))
         assert await cache.get(1) == Row(name="new", version=2)
-    finally:
-        await manager.close()

@@ -9,36 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import msgspec
-
-from app.cache import CacheFence, CacheManager, CacheSpec
-from app.cache.cluster import ClusterBackend
-from app.cache.config import CacheConfig
 from app.cache.fence import Invalidation
-from tests.consistency.test_fence import Outbox
-
-
-class Row(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    version: int
-
-
-ROWS = CacheSpec(namespace="row", key_type=int, value_type=Row, version_of=lambda row: row.version)
+from tests.consistency.test_fence import Row, fenced_cluster
 
 
 async def test_a_reconnected_master_is_withheld_while_the_other_masters_keys_keep_hitting(
     redis_cluster_url: str,
 ) -> None:
-    manager = CacheManager.from_config(CacheConfig(url=redis_cluster_url, cluster=True, consistency_bound=60.0))
-    try:
-        fence, cluster = manager.fence, manager.backend
-        while not isinstance(cluster, ClusterBackend):
-            cluster = cluster.inner  # type: ignore[attr-defined]
-        assert isinstance(fence, CacheFence)
-        outbox = Outbox()
-        fence.reader = outbox
-        cache = manager.cache(ROWS)
-        assert await fence.sync()
+    async with fenced_cluster(redis_cluster_url) as (fence, cluster, outbox, cache):
         rows = {n: Row(name=f"row{n}", version=1) for n in range(1, 31)}
         await cache.set_many(rows)
         owner = {n: cluster.owner(cache.key(n)) for n in rows}
@@ -76,5 +54,3 @@ async def test_a_reconnected_master_is_withheld_while_the_other_masters_keys_kee
         assert await sync
         assert fence.withheld == {}
         assert await cache.get_many(rows) == rows
-    finally:
-        await manager.close()

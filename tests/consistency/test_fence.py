@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import NamedTuple
 
 import msgspec
 import pytest
 
-from app.cache import Cache, CacheBackend, CacheFence, CacheManager, CachePolicy, MemoryBackend, NearCache, RedisBackend
+from app.cache import (
+    Cache,
+    CacheBackend,
+    CacheFence,
+    CacheManager,
+    CachePolicy,
+    CacheSpec,
+    MemoryBackend,
+    NearCache,
+    RedisBackend,
+)
 from app.cache.backend import WrappingBackend
+from app.cache.cluster import ClusterBackend
 from app.cache.config import CacheConfig
 from app.cache.fence import Invalidation
 
@@ -52,6 +65,34 @@ def fenced_cache(backend: CacheBackend, fence: CacheFence, near: NearCache | Non
     )  # fmt: skip
     fence.attach(cache, near)
     return cache
+
+
+ROWS = CacheSpec(namespace="row", key_type=int, value_type=Row, version_of=_version)
+
+
+class FencedCluster(NamedTuple):
+    fence: CacheFence
+    cluster: ClusterBackend
+    outbox: Outbox
+    cache: Cache[int, Row]
+
+
+@asynccontextmanager
+async def fenced_cluster(url: str) -> AsyncIterator[FencedCluster]:
+    """A cache manager on the cluster at `url`, its fence on an `Outbox` and synced once, and a cache of rows."""
+    manager = CacheManager.from_config(CacheConfig(url=url, cluster=True, consistency_bound=60.0))
+    try:
+        fence, cluster = manager.fence, manager.backend
+        while not isinstance(cluster, ClusterBackend):
+            cluster = cluster.inner  # type: ignore[attr-defined]
+        assert isinstance(fence, CacheFence)
+        outbox = Outbox()
+        fence.reader = outbox
+        cache = manager.cache(ROWS)
+        assert await fence.sync()
+        yield FencedCluster(fence, cluster, outbox, cache)
+    finally:
+        await manager.close()
 
 
 async def _database(row: Row) -> Row:
